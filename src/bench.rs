@@ -1,0 +1,127 @@
+//! `gpu-health bench`: generates a fleet in memory and prints events/s for decoding,
+//! for windows + scores, for decode + windows + scores, and end to end into Parquet,
+//! plus peak memory. Figures, not assertions: the quality bars live in DESIGN 9.
+
+use std::time::Instant;
+
+use anyhow::Result;
+
+use crate::config::{PipelineConfig, DEMO_PIPELINE};
+use crate::dump::Message;
+use crate::event::decode::DecodeLimits;
+use crate::event::decoder::decode_batch;
+use crate::event::columns::RawColumns;
+use crate::generate::{generate, GenerateOptions};
+use crate::health::HealthTracker;
+use crate::pipeline::Pipeline;
+use crate::sink::{ParquetSink, Sink};
+use crate::window::WindowOperator;
+
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+fn rate(n: usize, secs: f64) -> String {
+    format!("{:>12.0} events/s  ({n} events in {secs:.2} s)", n as f64 / secs)
+}
+
+pub async fn run(gpus: usize, hours: f64) -> Result<()> {
+    let mut cfg = PipelineConfig::parse(DEMO_PIPELINE, "embedded pipelines/demo.toml")?;
+    cfg.health.sample_interval = std::time::Duration::from_secs(10);
+    let opts = GenerateOptions {
+        gpus,
+        days: hours / 24.0,
+        start: chrono::DateTime::parse_from_rfc3339("2026-10-01T00:00:00Z")?.with_timezone(&chrono::Utc),
+        interval_s: 10,
+        ..Default::default()
+    };
+    let t = Instant::now();
+    let mut msgs: Vec<Message> = Vec::new();
+    generate(&opts, &mut |m| {
+        msgs.push(m);
+        Ok(())
+    })?;
+    let bytes: usize = msgs.iter().map(|m| m.value.len()).sum();
+    println!(
+        "generated {} messages ({:.0} MB of JSON, {} GPUs, {:.1} h) in {:.2} s; RSS after generation {:.0} MiB",
+        msgs.len(),
+        bytes as f64 / 1e6,
+        gpus,
+        hours,
+        t.elapsed().as_secs_f64(),
+        peak_rss_mib().unwrap_or(0.0)
+    );
+    let batch = cfg.engine.batch_size;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let limits = DecodeLimits {
+        max_message_bytes: cfg.validation.max_message_bytes,
+        max_future_skew_us: cfg.validation.max_future_skew.as_micros() as i64,
+        now_us: chrono::Utc::now().timestamp_micros(),
+    };
+
+    // 1. Decode only.
+    let t = Instant::now();
+    let mut decoded = Vec::new();
+    for chunk in msgs.chunks(batch) {
+        decoded.push(decode_batch(chunk, &limits, threads)?);
+    }
+    println!("decode ({threads} threads):      {}", rate(msgs.len(), t.elapsed().as_secs_f64()));
+
+    // 2. Windows + scores over pre-decoded batches.
+    let wcfg = cfg.window.to_window_config();
+    let mut window = WindowOperator::new(wcfg);
+    let mut health = HealthTracker::new(10, wcfg.late_horizon_us);
+    let t = Instant::now();
+    let mut rows = 0usize;
+    for (chunk, d) in msgs.chunks(batch).zip(&decoded) {
+        let parts: Vec<i32> = d.row_message.iter().map(|&i| chunk[i].partition).collect();
+        let (adm, em) = window.ingest(&d.raw, &parts, Instant::now()).await?;
+        health.observe(&RawColumns::new(&d.raw), &adm);
+        health.apply_deltas(&em.delta_changes);
+        health.close_days(em.watermark, window.gpus());
+        rows += d.raw.num_rows();
+    }
+    let em = window.finish()?;
+    health.apply_deltas(&em.delta_changes);
+    let scored = health.finish(window.gpus());
+    println!(
+        "windows + scores:          {}  ({} GPU-days scored, state {:.0} MiB at end)",
+        rate(rows, t.elapsed().as_secs_f64()),
+        scored.len(),
+        (window.state_size().approx_bytes + health.state_bytes()) as f64 / 1048576.0
+    );
+    drop(decoded);
+
+    // 3. Decode + windows + scores (no sink): the DESIGN 9 bar.
+    let mut pipeline = Pipeline::new(cfg.clone());
+    let t = Instant::now();
+    for chunk in msgs.chunks(batch) {
+        let set = pipeline.step(chunk).await?;
+        drop(set);
+    }
+    let _ = pipeline.finish()?;
+    println!("decode + windows + scores: {}", rate(msgs.len(), t.elapsed().as_secs_f64()));
+
+    // 4. End to end into Parquet.
+    let dir = std::env::temp_dir().join(format!("gpu-health-bench-{}", std::process::id()));
+    let mut sink = Sink::Parquet(ParquetSink::create(&dir, 1_000_000)?);
+    let mut pipeline = Pipeline::new(cfg.clone());
+    let t = Instant::now();
+    for chunk in msgs.chunks(batch) {
+        let set = pipeline.step(chunk).await?;
+        sink.write(set).await?;
+    }
+    sink.write(pipeline.finish()?).await?;
+    sink.close().await?;
+    println!("end to end into Parquet:   {}", rate(msgs.len(), t.elapsed().as_secs_f64()));
+    let _ = std::fs::remove_dir_all(&dir);
+    println!(
+        "peak RSS {:.0} MiB (includes the {:.0} MB of generated messages held in memory)",
+        peak_rss_mib().unwrap_or(0.0),
+        bytes as f64 / 1e6
+    );
+    Ok(())
+}

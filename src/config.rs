@@ -1,0 +1,247 @@
+//! Pipeline configuration: a TOML file (see `pipelines/`), overridable by environment
+//! variables `GPU_HEALTH_<SECTION>__<KEY>` (for example `GPU_HEALTH_SINK__PATH=out/x`),
+//! validated when it loads. Errors name the file, the key and what was expected.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+
+use crate::window::WindowConfig;
+
+/// The embedded demo pipeline, used by `gpu-health run` with no arguments.
+pub const DEMO_PIPELINE: &str = include_str!("../pipelines/demo.toml");
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    #[serde(default = "default_name")]
+    pub name: String,
+    pub source: SourceConfig,
+    pub sink: SinkConfig,
+    #[serde(default)]
+    pub window: WindowSection,
+    #[serde(default)]
+    pub validation: ValidationSection,
+    #[serde(default)]
+    pub health: HealthSection,
+    #[serde(default)]
+    pub engine: EngineSection,
+}
+
+fn default_name() -> String {
+    "pipeline".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SourceConfig {
+    /// A topic dump (`.jsonl`, `.jsonl.gz`, `.jsonl.zst`), or `embedded:fixture` for
+    /// the fixture compiled into the binary.
+    File {
+        path: String,
+        #[serde(default = "default_topic")]
+        topic: String,
+    },
+}
+
+pub fn default_topic() -> String {
+    "gpu-metrics-enriched".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SinkConfig {
+    /// A directory with one Parquet dataset per table plus the dead letters.
+    Parquet {
+        path: String,
+        /// Rows per Parquet file (row groups are smaller).
+        #[serde(default = "default_rows_per_file")]
+        rows_per_file: usize,
+    },
+}
+
+fn default_rows_per_file() -> usize {
+    1_000_000
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WindowSection {
+    #[serde(with = "humantime_serde")]
+    pub allowed_lateness: Duration,
+    #[serde(with = "humantime_serde")]
+    pub late_horizon: Duration,
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+}
+
+impl Default for WindowSection {
+    fn default() -> Self {
+        WindowSection {
+            allowed_lateness: Duration::from_secs(60),
+            late_horizon: Duration::from_secs(600),
+            idle_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl WindowSection {
+    pub fn to_window_config(&self) -> WindowConfig {
+        WindowConfig {
+            allowed_lateness_us: self.allowed_lateness.as_micros() as i64,
+            late_horizon_us: self.late_horizon.as_micros() as i64,
+            idle_timeout: self.idle_timeout,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ValidationSection {
+    pub max_message_bytes: usize,
+    #[serde(with = "humantime_serde")]
+    pub max_future_skew: Duration,
+}
+
+impl Default for ValidationSection {
+    fn default() -> Self {
+        ValidationSection {
+            max_message_bytes: 1 << 20,
+            max_future_skew: Duration::from_secs(300),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthSection {
+    /// The collectors' sample interval: coverage is measured against it.
+    #[serde(with = "humantime_serde")]
+    pub sample_interval: Duration,
+}
+
+impl Default for HealthSection {
+    fn default() -> Self {
+        HealthSection {
+            sample_interval: Duration::from_secs(10),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EngineSection {
+    /// Messages per micro-batch.
+    pub batch_size: usize,
+    /// Threads that decode a batch in parallel (0: one per core).
+    pub decode_threads: usize,
+}
+
+impl Default for EngineSection {
+    fn default() -> Self {
+        EngineSection {
+            batch_size: 65_536,
+            decode_threads: 0,
+        }
+    }
+}
+
+impl PipelineConfig {
+    /// Loads a pipeline file, applying environment overrides.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading pipeline config {}", path.display()))?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses pipeline TOML; `origin` names the file in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Self> {
+        let mut table: toml::Table =
+            toml::from_str(text).with_context(|| format!("{origin}: not valid TOML"))?;
+        apply_env_overrides(&mut table, std::env::vars(), origin)?;
+        let cfg: PipelineConfig = table
+            .try_into()
+            .map_err(|e: toml::de::Error| anyhow::anyhow!("{origin}: {}", e.message().trim()))
+            .with_context(|| format!("invalid pipeline config {origin}"))?;
+        cfg.validate(origin)?;
+        Ok(cfg)
+    }
+
+    fn validate(&self, origin: &str) -> Result<()> {
+        if self.engine.batch_size == 0 {
+            bail!("{origin}: engine.batch_size: expected a positive number of messages");
+        }
+        let interval = self.health.sample_interval.as_secs();
+        if interval == 0 || 86_400 % interval != 0 {
+            bail!("{origin}: health.sample_interval: expected whole seconds dividing a day, got {:?}", self.health.sample_interval);
+        }
+        if self.validation.max_message_bytes == 0 {
+            bail!("{origin}: validation.max_message_bytes: expected a positive size");
+        }
+        Ok(())
+    }
+}
+
+/// `GPU_HEALTH_<SECTION>__<KEY>=value`: the value is read as a TOML literal when it
+/// parses as one (numbers, booleans, quoted strings), else as a plain string.
+fn apply_env_overrides(
+    table: &mut toml::Table,
+    vars: impl Iterator<Item = (String, String)>,
+    origin: &str,
+) -> Result<()> {
+    for (name, value) in vars {
+        let Some(rest) = name.strip_prefix("GPU_HEALTH_") else { continue };
+        let Some((section, key)) = rest.split_once("__") else { continue };
+        let (section, key) = (section.to_ascii_lowercase(), key.to_ascii_lowercase());
+        let parsed = toml::from_str::<toml::Table>(&format!("v = {value}"))
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or(toml::Value::String(value.clone()));
+        let entry = table
+            .entry(section.clone())
+            .or_insert_with(|| toml::Value::Table(Default::default()));
+        match entry {
+            toml::Value::Table(t) => {
+                t.insert(key, parsed);
+            }
+            _ => bail!("{origin}: {name} overrides `{section}`, which is not a table"),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn demo_pipeline_parses() {
+        let cfg = PipelineConfig::parse(DEMO_PIPELINE, "demo.toml").unwrap();
+        assert!(matches!(cfg.source, SourceConfig::File { .. }));
+    }
+
+    #[test]
+    fn errors_name_file_key_and_expectation() {
+        let bad = "[source]\nkind = \"file\"\npath = \"x\"\n[sink]\nkind = \"parquet\"\npath = \"o\"\n[window]\nlate_horizon = 5\n";
+        let err = format!("{:#}", PipelineConfig::parse(bad, "pipelines/x.toml").unwrap_err());
+        assert!(err.contains("pipelines/x.toml"), "{err}");
+        assert!(err.contains("late_horizon"), "{err}");
+        let bad = "[source]\nkind = \"file\"\npath = \"x\"\ntypo = 1\n[sink]\nkind = \"parquet\"\npath = \"o\"\n";
+        let err = format!("{:#}", PipelineConfig::parse(bad, "p.toml").unwrap_err());
+        assert!(err.contains("typo"), "{err}");
+    }
+
+    #[test]
+    fn env_overrides_replace_keys() {
+        let mut t: toml::Table = toml::from_str("[sink]\npath = \"a\"\n").unwrap();
+        let vars = vec![
+            ("GPU_HEALTH_SINK__PATH".to_string(), "b/c".to_string()),
+            ("GPU_HEALTH_ENGINE__BATCH_SIZE".to_string(), "42".to_string()),
+        ];
+        apply_env_overrides(&mut t, vars.into_iter(), "t").unwrap();
+        assert_eq!(t["sink"]["path"].as_str(), Some("b/c"));
+        assert_eq!(t["engine"]["batch_size"].as_integer(), Some(42));
+    }
+}

@@ -1,0 +1,780 @@
+//! Decoding one message value into a validated sample, or a dead-letter reason.
+//!
+//! Both input shapes (nested collector event, flat row) are read in one pass by a
+//! serde visitor that writes each leaf into its column slot, so an unknown field costs
+//! nothing and a wrong-typed metric never fails the message: it becomes a soft error
+//! (NULL + reason). Only a message that cannot be placed at all (no GPU, host or time)
+//! is a hard error.
+
+use std::borrow::Cow;
+use ahash::AHashMap as HashMap;
+use std::fmt;
+use std::sync::LazyLock;
+
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+use super::dead_letter::DeadReason;
+use super::schema::{Kind, METRICS, N_METRICS};
+
+/// A soft validation failure of one metric: the value is stored as NULL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SoftReason {
+    WrongType,
+    NotFinite,
+    OutOfRange,
+}
+
+impl SoftReason {
+    pub const ALL: [SoftReason; 3] = [
+        SoftReason::WrongType,
+        SoftReason::NotFinite,
+        SoftReason::OutOfRange,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SoftReason::WrongType => "wrong_type",
+            SoftReason::NotFinite => "not_finite",
+            SoftReason::OutOfRange => "out_of_range",
+        }
+    }
+}
+
+/// Limits that decide hard errors.
+#[derive(Debug, Clone, Copy)]
+pub struct DecodeLimits {
+    pub max_message_bytes: usize,
+    /// Events later than `now + max_future_skew` are rejected.
+    pub max_future_skew_us: i64,
+    /// Wall clock in microseconds since the epoch, sampled once per batch.
+    pub now_us: i64,
+}
+
+/// 2000-01-01T00:00:00Z in microseconds: older timestamps are rejected (DESIGN 2.2).
+pub const MIN_TIME_US: i64 = 946_684_800_000_000;
+
+/// A decoded, validated sample, borrowing strings from the message where it can.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawSample<'a> {
+    pub time_us: i64,
+    pub gpu_uuid: Cow<'a, str>,
+    pub hostname: Cow<'a, str>,
+    pub pci_bus_id: Option<Cow<'a, str>>,
+    pub device_index: Option<i32>,
+    pub gpu_model: Option<Cow<'a, str>>,
+    pub rack_id: Option<Cow<'a, str>>,
+    pub cluster_id: Option<Cow<'a, str>>,
+    pub datacenter: Option<Cow<'a, str>>,
+    /// Metric values in `METRICS` order, already in column units; NULL as `None`.
+    pub values: [Option<f64>; N_METRICS],
+    /// Soft errors: (metric index, reason).
+    pub errors: Vec<(usize, SoftReason)>,
+}
+
+/// The outcome of decoding one message.
+#[derive(Debug)]
+pub enum Decoded<'a> {
+    Sample(Box<RawSample<'a>>),
+    Dead(DeadReason, String),
+}
+
+/// Decodes and validates one message value.
+pub fn decode<'a>(value: &'a [u8], limits: &DecodeLimits) -> Decoded<'a> {
+    if value.len() > limits.max_message_bytes {
+        return Decoded::Dead(
+            DeadReason::TooLarge,
+            format!(
+                "{} bytes exceeds max_message_bytes {}",
+                value.len(),
+                limits.max_message_bytes
+            ),
+        );
+    }
+    let mut de = serde_json::Deserializer::from_slice(value);
+    let parsed = EnvelopeSeed.deserialize(&mut de).and_then(|e| de.end().map(|_| e));
+    let env = match parsed {
+        Ok(env) => env,
+        Err(err) => return classify_parse_error(value, err),
+    };
+    build_sample(env, limits)
+}
+
+/// A parse failure of the fast path: say precisely why, using a slow generic parse.
+fn classify_parse_error<'a>(value: &[u8], err: serde_json::Error) -> Decoded<'a> {
+    match serde_json::from_slice::<serde_json::Value>(value) {
+        Err(e) => Decoded::Dead(DeadReason::NotJson, e.to_string()),
+        Ok(v) if !v.is_object() => Decoded::Dead(
+            DeadReason::NotObject,
+            format!("top-level JSON value is {}", json_kind(&v)),
+        ),
+        Ok(_) => Decoded::Dead(DeadReason::Malformed, err.to_string()),
+    }
+}
+
+fn json_kind(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+fn build_sample<'a>(env: Envelope<'a>, limits: &DecodeLimits) -> Decoded<'a> {
+    let gpu_uuid = match text(env.ids[ID_GPU_UUID].as_ref()) {
+        TextField::Missing => return dead(DeadReason::MissingGpuUuid, "no gpu_uuid"),
+        TextField::Invalid(d) => return dead(DeadReason::InvalidGpuUuid, d),
+        TextField::Ok(s) if !valid_gpu_uuid(&s) => {
+            return dead(
+                DeadReason::InvalidGpuUuid,
+                format!("{:?} is not a GPU or MIG UUID", truncate(&s)),
+            )
+        }
+        TextField::Ok(s) => s,
+    };
+    let hostname = match text(env.ids[ID_HOSTNAME].as_ref()) {
+        TextField::Missing => return dead(DeadReason::MissingHostname, "no hostname"),
+        TextField::Invalid(d) => return dead(DeadReason::InvalidHostname, d),
+        TextField::Ok(s) if !valid_hostname(&s) => {
+            return dead(
+                DeadReason::InvalidHostname,
+                format!("{:?} is not a hostname", truncate(&s)),
+            )
+        }
+        TextField::Ok(s) => s,
+    };
+    let time_us = match env.time.as_ref() {
+        None | Some(Leaf::Null) => {
+            return dead(DeadReason::MissingTimestamp, "no timestamp or time field")
+        }
+        Some(leaf) => match parse_time(leaf) {
+            Ok(t) => t,
+            Err(d) => return dead(DeadReason::InvalidTimestamp, d),
+        },
+    };
+    if time_us < MIN_TIME_US {
+        return dead(
+            DeadReason::TimestampTooOld,
+            format!("{} is before 2000-01-01", fmt_time(time_us)),
+        );
+    }
+    if time_us > limits.now_us.saturating_add(limits.max_future_skew_us) {
+        return dead(
+            DeadReason::TimestampInFuture,
+            format!(
+                "{} is more than {} s ahead of the wall clock",
+                fmt_time(time_us),
+                limits.max_future_skew_us / 1_000_000
+            ),
+        );
+    }
+
+    let mut values = [None; N_METRICS];
+    let mut errors = Vec::new();
+    for (i, leaf) in env.metrics.iter().enumerate() {
+        let Some(leaf) = leaf else { continue };
+        match metric_value(i, leaf, env.nested_metric[i]) {
+            Ok(v) => values[i] = v,
+            Err(reason) => errors.push((i, reason)),
+        }
+    }
+    let device_index = match env.ids[ID_DEVICE_INDEX].as_ref().map(number) {
+        Some(Ok(Some(v))) if (0.0..=1024.0).contains(&v) && v.fract() == 0.0 => Some(v as i32),
+        _ => None,
+    };
+    let opt = |i: usize| match text(env.ids[i].as_ref()) {
+        TextField::Ok(s) => Some(s),
+        _ => None,
+    };
+    Decoded::Sample(Box::new(RawSample {
+        time_us,
+        gpu_uuid,
+        hostname,
+        pci_bus_id: opt(ID_PCI_BUS_ID),
+        device_index,
+        gpu_model: opt(ID_MODEL),
+        rack_id: opt(ID_RACK),
+        cluster_id: opt(ID_CLUSTER),
+        datacenter: opt(ID_DATACENTER),
+        values,
+        errors,
+    }))
+}
+
+fn dead<'a>(reason: DeadReason, detail: impl Into<String>) -> Decoded<'a> {
+    Decoded::Dead(reason, detail.into())
+}
+
+fn truncate(s: &str) -> &str {
+    match s.char_indices().nth(64) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+/// `GPU-` or `MIG-` followed by hex digits and dashes (nvidia-smi's UUID form).
+fn valid_gpu_uuid(s: &str) -> bool {
+    let rest = s.strip_prefix("GPU-").or_else(|| s.strip_prefix("MIG-"));
+    match rest {
+        Some(r) => {
+            (8..=60).contains(&r.len())
+                && r.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-' || b == b'/')
+        }
+        None => false,
+    }
+}
+
+/// RFC 1123 host names: letters, digits, '-', '.', '_' up to 253 bytes.
+fn valid_hostname(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_')
+}
+
+/// Converts a metric leaf to its column value, or says why it is unusable.
+fn metric_value(i: usize, leaf: &Leaf, nested: bool) -> Result<Option<f64>, SoftReason> {
+    let col = &METRICS[i];
+    let v = if col.kind == Kind::Bool {
+        match leaf {
+            Leaf::Bool(b) => Some(if *b { 1.0 } else { 0.0 }),
+            other => number(other)?,
+        }
+    } else {
+        number(leaf)?
+    };
+    let Some(mut v) = v else { return Ok(None) };
+    if nested {
+        v *= col.nested_scale;
+    }
+    if v < col.min || v > col.max {
+        return Err(SoftReason::OutOfRange);
+    }
+    if col.kind != Kind::Float && v.fract() != 0.0 {
+        return Err(SoftReason::WrongType);
+    }
+    Ok(Some(v))
+}
+
+/// A JSON leaf as a finite number; NULL stays NULL.
+fn number(leaf: &Leaf) -> Result<Option<f64>, SoftReason> {
+    match leaf {
+        Leaf::Null => Ok(None),
+        Leaf::I(v) => Ok(Some(*v as f64)),
+        Leaf::U(v) => Ok(Some(*v as f64)),
+        Leaf::F(v) if v.is_finite() => Ok(Some(*v)),
+        Leaf::F(_) => Err(SoftReason::NotFinite),
+        Leaf::S(s) => {
+            let t = s.trim().trim_start_matches(['+', '-']).to_ascii_lowercase();
+            if t == "nan" || t == "inf" || t == "infinity" {
+                Err(SoftReason::NotFinite)
+            } else {
+                Err(SoftReason::WrongType)
+            }
+        }
+        Leaf::Bool(_) | Leaf::Composite => Err(SoftReason::WrongType),
+    }
+}
+
+enum TextField<'a> {
+    Missing,
+    Invalid(String),
+    Ok(Cow<'a, str>),
+}
+
+fn text<'a>(leaf: Option<&Leaf<'a>>) -> TextField<'a> {
+    match leaf {
+        None | Some(Leaf::Null) => TextField::Missing,
+        Some(Leaf::S(s)) if s.is_empty() => TextField::Missing,
+        Some(Leaf::S(s)) => TextField::Ok(s.clone()),
+        Some(_) => TextField::Invalid("expected a string".into()),
+    }
+}
+
+/// Parses RFC 3339 text (with an offset) or integer epoch milliseconds.
+fn parse_time(leaf: &Leaf) -> Result<i64, String> {
+    match leaf {
+        Leaf::I(ms) => ms
+            .checked_mul(1000)
+            .ok_or_else(|| format!("epoch milliseconds {ms} out of range")),
+        Leaf::U(ms) => i64::try_from(*ms)
+            .ok()
+            .and_then(|m| m.checked_mul(1000))
+            .ok_or_else(|| format!("epoch milliseconds {ms} out of range")),
+        Leaf::F(f) if f.fract() == 0.0 && f.abs() < 1e15 => Ok(*f as i64 * 1000),
+        Leaf::S(s) => parse_rfc3339(s).ok_or_else(|| {
+            format!("{:?} is not RFC 3339 with an offset", truncate(s))
+        }),
+        _ => Err("expected RFC 3339 text or integer epoch milliseconds".into()),
+    }
+}
+
+/// RFC 3339 to epoch microseconds: a fast path for `YYYY-MM-DDTHH:MM:SS[.f]Z`,
+/// chrono for everything else (offsets, odd forms).
+pub fn parse_rfc3339(s: &str) -> Option<i64> {
+    fast_rfc3339_utc(s.as_bytes()).or_else(|| {
+        chrono::DateTime::parse_from_rfc3339(s)
+            .ok()
+            .map(|t| t.timestamp_micros())
+    })
+}
+
+fn fast_rfc3339_utc(b: &[u8]) -> Option<i64> {
+    if b.len() < 20 || *b.last()? != b'Z' {
+        return None;
+    }
+    let d = |i: usize| -> Option<i64> {
+        let c = *b.get(i)?;
+        c.is_ascii_digit().then(|| (c - b'0') as i64)
+    };
+    let num = |from: usize, len: usize| -> Option<i64> {
+        (from..from + len).try_fold(0i64, |acc, i| Some(acc * 10 + d(i)?))
+    };
+    if b[4] != b'-' || b[7] != b'-' || !(b[10] == b'T' || b[10] == b't') || b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let (year, month, day) = (num(0, 4)?, num(5, 2)?, num(8, 2)?);
+    let (hour, min, sec) = (num(11, 2)?, num(14, 2)?, num(17, 2)?);
+    if hour > 23 || min > 59 || sec > 59 {
+        return None;
+    }
+    let mut micros = 0i64;
+    let rest = &b[19..b.len() - 1];
+    if !rest.is_empty() {
+        if rest[0] != b'.' || rest.len() < 2 || rest.len() > 10 {
+            return None;
+        }
+        let mut scale = 100_000i64;
+        for &c in &rest[1..] {
+            if !c.is_ascii_digit() {
+                return None;
+            }
+            micros += (c - b'0') as i64 * scale;
+            scale /= 10;
+        }
+    }
+    let date = chrono::NaiveDate::from_ymd_opt(year as i32, month as u32, day as u32)?;
+    let days = date.signed_duration_since(chrono::NaiveDate::from_ymd_opt(1970, 1, 1)?).num_days();
+    Some(((days * 86_400 + hour * 3600 + min * 60 + sec) * 1_000_000) + micros)
+}
+
+/// Formats epoch microseconds as RFC 3339 UTC (for messages and reports).
+pub fn fmt_time(us: i64) -> String {
+    chrono::DateTime::from_timestamp_micros(us)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_else(|| format!("{us} us"))
+}
+
+// ---- the one-pass visitor -------------------------------------------------------
+
+/// A JSON leaf, borrowed where serde_json allows.
+#[derive(Debug, Clone, PartialEq)]
+enum Leaf<'a> {
+    Null,
+    Bool(bool),
+    I(i64),
+    U(u64),
+    F(f64),
+    S(Cow<'a, str>),
+    Composite,
+}
+
+impl<'de> de::Deserialize<'de> for Leaf<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(LeafVisitor)
+    }
+}
+
+struct LeafVisitor;
+
+impl<'de> Visitor<'de> for LeafVisitor {
+    type Value = Leaf<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_unit<E>(self) -> Result<Leaf<'de>, E> {
+        Ok(Leaf::Null)
+    }
+    fn visit_none<E>(self) -> Result<Leaf<'de>, E> {
+        Ok(Leaf::Null)
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Leaf<'de>, E> {
+        Ok(Leaf::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Leaf<'de>, E> {
+        Ok(Leaf::I(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Leaf<'de>, E> {
+        Ok(Leaf::U(v))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Leaf<'de>, E> {
+        Ok(Leaf::F(v))
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Leaf<'de>, E> {
+        Ok(Leaf::S(Cow::Borrowed(v)))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Leaf<'de>, E> {
+        Ok(Leaf::S(Cow::Owned(v.to_owned())))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Leaf<'de>, E> {
+        Ok(Leaf::S(Cow::Owned(v)))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Leaf<'de>, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Leaf::Composite)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Leaf<'de>, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Leaf::Composite)
+    }
+}
+
+/// A map key, borrowed when it has no escapes.
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> de::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a key")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v.to_owned())))
+            }
+        }
+        d.deserialize_str(KeyVisitor)
+    }
+}
+
+const ID_GPU_UUID: usize = 0;
+const ID_HOSTNAME: usize = 1;
+const ID_PCI_BUS_ID: usize = 2;
+const ID_DEVICE_INDEX: usize = 3;
+const ID_MODEL: usize = 4;
+const ID_RACK: usize = 5;
+const ID_CLUSTER: usize = 6;
+const ID_DATACENTER: usize = 7;
+const N_IDS: usize = 8;
+
+/// Everything the visitor found, in slots.
+struct Envelope<'a> {
+    time: Option<Leaf<'a>>,
+    ids: [Option<Leaf<'a>>; N_IDS],
+    metrics: [Option<Leaf<'a>>; N_METRICS],
+    /// Whether each metric came from the nested shape (units differ).
+    nested_metric: [bool; N_METRICS],
+}
+
+/// Where a top-level key goes.
+#[derive(Clone, Copy)]
+enum Slot {
+    Time,
+    Id(usize),
+    Metric(usize),
+    Gpu,
+    Host,
+    Metrics,
+    Collection,
+}
+
+static TOP_KEYS: LazyLock<HashMap<&'static str, Slot>> = LazyLock::new(|| {
+    let mut m = HashMap::new();
+    m.insert("timestamp", Slot::Time);
+    m.insert("time", Slot::Time);
+    m.insert("gpu", Slot::Gpu);
+    m.insert("host", Slot::Host);
+    m.insert("metrics", Slot::Metrics);
+    m.insert("collection", Slot::Collection);
+    for (name, id) in [
+        ("gpu_uuid", ID_GPU_UUID),
+        ("hostname", ID_HOSTNAME),
+        ("pci_bus_id", ID_PCI_BUS_ID),
+        ("device_index", ID_DEVICE_INDEX),
+        ("gpu_model", ID_MODEL),
+        ("rack_id", ID_RACK),
+        ("cluster_id", ID_CLUSTER),
+        ("datacenter", ID_DATACENTER),
+    ] {
+        m.insert(name, Slot::Id(id));
+    }
+    for (i, c) in METRICS.iter().enumerate() {
+        m.insert(c.name, Slot::Metric(i));
+    }
+    m
+});
+
+/// (section, field) of the nested shape -> metric index.
+static NESTED_KEYS: LazyLock<HashMap<(&'static str, &'static str), usize>> =
+    LazyLock::new(|| {
+        METRICS
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.nested, i))
+            .collect()
+    });
+
+fn nested_id(section: &str, key: &str) -> Option<usize> {
+    match (section, key) {
+        ("gpu", "gpu_uuid") => Some(ID_GPU_UUID),
+        ("gpu", "pci_bus_id") => Some(ID_PCI_BUS_ID),
+        ("gpu", "device_index") => Some(ID_DEVICE_INDEX),
+        ("gpu", "model") => Some(ID_MODEL),
+        ("host", "hostname") => Some(ID_HOSTNAME),
+        ("host", "rack_id") => Some(ID_RACK),
+        ("host", "cluster_id") => Some(ID_CLUSTER),
+        ("host", "datacenter") => Some(ID_DATACENTER),
+        _ => None,
+    }
+}
+
+struct EnvelopeSeed;
+
+impl<'de> DeserializeSeed<'de> for EnvelopeSeed {
+    type Value = Envelope<'de>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Envelope<'de>, D::Error> {
+        d.deserialize_map(EnvelopeVisitor)
+    }
+}
+
+struct EnvelopeVisitor;
+
+impl<'de> Visitor<'de> for EnvelopeVisitor {
+    type Value = Envelope<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Envelope<'de>, A::Error> {
+        let mut env = Envelope {
+            time: None,
+            ids: Default::default(),
+            metrics: std::array::from_fn(|_| None),
+            nested_metric: [false; N_METRICS],
+        };
+        while let Some(Key(key)) = map.next_key::<Key>()? {
+            match TOP_KEYS.get(key.as_ref()) {
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+                Some(Slot::Time) => env.time = Some(map.next_value()?),
+                Some(Slot::Id(i)) => env.ids[*i] = Some(map.next_value()?),
+                Some(Slot::Metric(i)) => {
+                    env.metrics[*i] = Some(map.next_value()?);
+                    env.nested_metric[*i] = false;
+                }
+                Some(Slot::Gpu) => map.next_value_seed(Section { name: "gpu", env: &mut env })?,
+                Some(Slot::Host) => map.next_value_seed(Section { name: "host", env: &mut env })?,
+                Some(Slot::Collection) => {
+                    map.next_value_seed(Section { name: "collection", env: &mut env })?
+                }
+                Some(Slot::Metrics) => map.next_value_seed(MetricsSection { env: &mut env })?,
+            }
+        }
+        Ok(env)
+    }
+}
+
+/// One nested object whose leaves go to identity or metric slots.
+struct Section<'e, 'de> {
+    name: &'static str,
+    env: &'e mut Envelope<'de>,
+}
+
+impl<'de> DeserializeSeed<'de> for Section<'_, 'de> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Section<'_, 'de> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "an object for `{}`", self.name)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(Key(key)) = map.next_key::<Key>()? {
+            if let Some(id) = nested_id(self.name, &key) {
+                self.env.ids[id] = Some(map.next_value()?);
+            } else if let Some(&i) = NESTED_KEYS.get(&(self.name, key.as_ref())) {
+                self.env.metrics[i] = Some(map.next_value()?);
+                self.env.nested_metric[i] = true;
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The `metrics` object: a map of sections.
+struct MetricsSection<'e, 'de> {
+    env: &'e mut Envelope<'de>,
+}
+
+impl<'de> DeserializeSeed<'de> for MetricsSection<'_, 'de> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for MetricsSection<'_, 'de> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an object for `metrics`")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(Key(key)) = map.next_key::<Key>()? {
+            let name = match key.as_ref() {
+                "health" => "health",
+                "memory" => "memory",
+                "performance" => "performance",
+                "clocks" => "clocks",
+                "utilization" => "utilization",
+                "pcie" => "pcie",
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                    continue;
+                }
+            };
+            map.next_value_seed(Section { name, env: &mut *self.env })?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::schema::{metric_index, FB_USED, GPU_TEMP, POWER};
+
+    fn limits() -> DecodeLimits {
+        DecodeLimits {
+            max_message_bytes: 1 << 20,
+            max_future_skew_us: 300_000_000,
+            now_us: parse_rfc3339("2026-11-30T00:00:00Z").unwrap(),
+        }
+    }
+
+    const NESTED: &str = r#"{"timestamp":"2026-02-11T10:30:00.000Z",
+      "gpu":{"gpu_uuid":"GPU-3f2a0000-1111-2222-3333-444455556666","pci_bus_id":"00000000:07:00.0","device_index":0,"model":"NVIDIA H100 80GB HBM3"},
+      "host":{"hostname":"dgx-h100-017","rack_id":"r12","cluster_id":"c1","datacenter":"dc1"},
+      "metrics":{"health":{"gpu_temp_c":64.0,"memory_temp_c":71.0,"power_usage_w":412.5,"throttle_reasons":0},
+        "memory":{"fb_used_mib":40960,"fb_free_mib":40599,"fb_total_mib":81559,"memory_utilization_pct":37.0,
+          "ecc_sbe_volatile":0,"ecc_dbe_volatile":0,"ecc_sbe_aggregate":12,"ecc_dbe_aggregate":0,"retired_pages_dbe":0},
+        "performance":{"sm_active":0.82,"sm_occupancy":0.41,"tensor_active":0.55,"dram_active":0.38,
+          "pcie_tx_bytes_per_sec":1.2e9,"pcie_rx_bytes_per_sec":3.4e9},
+        "clocks":{"sm_clock_mhz":1980,"mem_clock_mhz":2619},
+        "utilization":{"gpu_utilization_pct":98.0,"mem_copy_utilization_pct":40.0},
+        "future_section":{"x":1}},
+      "collection":{"latency_ms":12},"unknown":[1,{"a":2}]}"#;
+
+    fn sample(json: &str) -> RawSample<'_> {
+        match decode(json.as_bytes(), &limits()) {
+            Decoded::Sample(s) => *s,
+            Decoded::Dead(r, d) => panic!("unexpected dead letter {r}: {d}"),
+        }
+    }
+
+    fn reason(json: &str) -> DeadReason {
+        match decode(json.as_bytes(), &limits()) {
+            Decoded::Sample(_) => panic!("expected a dead letter for {json}"),
+            Decoded::Dead(r, _) => r,
+        }
+    }
+
+    #[test]
+    fn nested_example_from_the_design_decodes_with_units() {
+        let s = sample(NESTED);
+        assert_eq!(s.time_us, 1_770_805_800_000_000);
+        assert_eq!(s.gpu_uuid, "GPU-3f2a0000-1111-2222-3333-444455556666");
+        assert_eq!(s.hostname, "dgx-h100-017");
+        assert_eq!(s.device_index, Some(0));
+        assert_eq!(s.values[GPU_TEMP], Some(64.0));
+        assert_eq!(s.values[POWER], Some(412.5));
+        assert_eq!(s.values[FB_USED], Some(40960.0 * 1_048_576.0));
+        assert_eq!(s.values[metric_index("collection_latency_ms")], Some(12.0));
+        assert!(s.errors.is_empty());
+    }
+
+    #[test]
+    fn flat_row_with_epoch_millis_decodes_without_unit_scaling() {
+        let s = sample(
+            r#"{"time":1770805800000,"gpu_uuid":"GPU-3f2a0000-1111","hostname":"h1",
+                "fb_used_bytes":1024,"gpu_temp":50,"row_remap_pending":true}"#,
+        );
+        assert_eq!(s.time_us, 1_770_805_800_000_000);
+        assert_eq!(s.values[FB_USED], Some(1024.0));
+        assert_eq!(s.values[metric_index("row_remap_pending")], Some(1.0));
+    }
+
+    #[test]
+    fn offsets_are_honoured() {
+        let a = parse_rfc3339("2026-02-11T12:30:00+02:00").unwrap();
+        let b = parse_rfc3339("2026-02-11T10:30:00Z").unwrap();
+        assert_eq!(a, b);
+        assert_eq!(parse_rfc3339("2026-02-11T10:30:00.5Z").unwrap(), b + 500_000);
+        assert!(parse_rfc3339("2026-02-30T10:30:00Z").is_none());
+    }
+
+    #[test]
+    fn soft_errors_null_the_metric_and_keep_the_row() {
+        let s = sample(
+            r#"{"time":"2026-02-11T10:30:00Z","gpu_uuid":"GPU-3f2a0000","hostname":"h",
+               "gpu_temp":"64","memory_temp":"NaN","power_usage":-5,"sm_active":1.7,
+               "ecc_sbe_aggregate":-1,"throttle_reasons":4.5}"#,
+        );
+        let mut got: Vec<_> = s.errors.iter().map(|(i, r)| (METRICS[*i].name, *r)).collect();
+        got.sort();
+        assert_eq!(
+            got,
+            vec![
+                ("ecc_sbe_aggregate", SoftReason::OutOfRange),
+                ("gpu_temp", SoftReason::WrongType),
+                ("memory_temp", SoftReason::NotFinite),
+                ("power_usage", SoftReason::OutOfRange),
+                ("sm_active", SoftReason::OutOfRange),
+                ("throttle_reasons", SoftReason::WrongType),
+            ]
+        );
+        assert!(s.values.iter().all(|v| v.is_none()));
+    }
+
+    #[test]
+    fn hard_errors_have_precise_reasons() {
+        assert_eq!(reason(r#"{"time": "#), DeadReason::NotJson);
+        assert_eq!(reason("[1,2]"), DeadReason::NotObject);
+        assert_eq!(reason("42"), DeadReason::NotObject);
+        assert_eq!(reason(r#"{"time":1,"hostname":"h"}"#), DeadReason::MissingGpuUuid);
+        assert_eq!(reason(r#"{"time":1,"gpu_uuid":"nope","hostname":"h"}"#), DeadReason::InvalidGpuUuid);
+        assert_eq!(reason(r#"{"time":1,"gpu_uuid":"GPU-12345678"}"#), DeadReason::MissingHostname);
+        assert_eq!(reason(r#"{"gpu_uuid":"GPU-12345678","hostname":"h"}"#), DeadReason::MissingTimestamp);
+        assert_eq!(reason(r#"{"time":"yesterday","gpu_uuid":"GPU-12345678","hostname":"h"}"#), DeadReason::InvalidTimestamp);
+        assert_eq!(reason(r#"{"time":"1999-12-31T23:59:59Z","gpu_uuid":"GPU-12345678","hostname":"h"}"#), DeadReason::TimestampTooOld);
+        assert_eq!(reason(r#"{"time":"2099-01-01T00:00:00Z","gpu_uuid":"GPU-12345678","hostname":"h"}"#), DeadReason::TimestampInFuture);
+        assert_eq!(reason(r#"{"time":1770805800000,"gpu":"x","gpu_uuid":"GPU-12345678","hostname":"h"}"#), DeadReason::Malformed);
+        let big = format!(r#"{{"pad":"{}"}}"#, "x".repeat(2 << 20));
+        assert_eq!(reason(&big), DeadReason::TooLarge);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn no_input_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
+            let _ = decode(&bytes, &limits());
+        }
+
+        #[test]
+        fn mutated_valid_messages_never_panic(pos in 0usize..1200, byte in proptest::prelude::any::<u8>()) {
+            let mut v = NESTED.as_bytes().to_vec();
+            let p = pos % v.len();
+            v[p] = byte;
+            let _ = decode(&v, &limits());
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! Input events: the two message shapes of DESIGN 2.1 decoded, validated (DESIGN 2.2)
+//! and laid out as Arrow record batches in the `gpu_metrics` column order.
+
+pub mod batch;
+pub mod columns;
+pub mod dead_letter;
+pub mod decode;
+pub mod decoder;
+pub mod schema;
+
+pub use batch::RawBatchBuilder;
+pub use dead_letter::{DeadLetter, DeadReason};
+pub use decode::{decode, DecodeLimits, Decoded, RawSample, SoftReason};

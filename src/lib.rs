@@ -1,0 +1,26 @@
+//! gpu-health: a stream processor for NVIDIA GPU fleet telemetry.
+//!
+//! The data's way: `source` (messages) -> `event` (decode and validate into Arrow) ->
+//! `window` (event-time rollups, in DataFusion) -> `health` (daily scores) -> `sink`.
+//! `pipeline` wires them; `generate` makes synthetic fleets; `bench` measures.
+
+pub mod bench;
+pub mod config;
+pub mod dump;
+pub mod event;
+pub mod generate;
+pub mod health;
+pub mod pipeline;
+pub mod sink;
+pub mod source;
+pub mod summary;
+pub mod window;
+
+use anyhow::Result;
+
+/// Runs a pipeline config to the end of its (bounded) input.
+pub async fn run_pipeline(cfg: config::PipelineConfig) -> Result<pipeline::RunReport> {
+    let source = source::Source::from_config(&cfg.source)?;
+    let sink = sink::Sink::from_config(&cfg.sink)?;
+    pipeline::Pipeline::new(cfg).run(source, sink).await
+}

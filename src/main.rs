@@ -1,0 +1,138 @@
+//! The `gpu-health` command line: argument parsing and dispatch only.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+
+use gpu_health::config::{PipelineConfig, SinkConfig, DEMO_PIPELINE};
+use gpu_health::generate::{generate_to_file, GenerateOptions};
+
+#[derive(Parser)]
+#[command(name = "gpu-health", version, about = "GPU fleet telemetry: rollups and health scores")]
+struct Cli {
+    /// Log as JSON lines instead of human-readable text.
+    #[arg(long, global = true)]
+    log_json: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a pipeline; with no --config, the embedded demo (bundled fixture -> Parquet).
+    Run {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// How many of the worst GPUs the summary lists.
+        #[arg(long, default_value_t = 8)]
+        worst: usize,
+    },
+    /// Generate a deterministic synthetic fleet as a topic dump.
+    Generate {
+        #[arg(long, default_value_t = 16)]
+        gpus: usize,
+        #[arg(long, default_value_t = 3.0)]
+        days: f64,
+        /// Start time, RFC 3339.
+        #[arg(long, default_value = "2026-11-01T00:00:00Z")]
+        start: String,
+        /// Sample interval in seconds.
+        #[arg(long, default_value_t = 10)]
+        interval: u32,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        #[arg(long, default_value_t = 4)]
+        partitions: i32,
+        /// Leave out the fault scenarios.
+        #[arg(long)]
+        no_faults: bool,
+        /// Leave out the injected bad data.
+        #[arg(long)]
+        no_bad_data: bool,
+        /// Output dump (.jsonl, .jsonl.gz or .jsonl.zst); a manifest goes beside it.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Measure decode, windows + scores, and end-to-end throughput on a generated fleet.
+    Bench {
+        #[arg(long, default_value_t = 1000)]
+        gpus: usize,
+        /// Hours of fleet telemetry to generate (10 s samples).
+        #[arg(long, default_value_t = 3.0)]
+        hours: f64,
+    },
+}
+
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("GPU_HEALTH_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    init_logging(cli.log_json);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    match cli.command.unwrap_or(Command::Run { config: None, worst: 8 }) {
+        Command::Run { config, worst } => runtime.block_on(run(config, worst)),
+        Command::Generate {
+            gpus,
+            days,
+            start,
+            interval,
+            seed,
+            partitions,
+            no_faults,
+            no_bad_data,
+            out,
+        } => {
+            let start = chrono::DateTime::parse_from_rfc3339(&start)
+                .with_context(|| format!("--start {start:?}: expected RFC 3339, e.g. 2026-11-01T00:00:00Z"))?
+                .with_timezone(&chrono::Utc);
+            let opts = GenerateOptions {
+                gpus,
+                days,
+                start,
+                interval_s: interval,
+                seed,
+                partitions,
+                faults: !no_faults,
+                bad_data: !no_bad_data,
+            };
+            let manifest = generate_to_file(&opts, &out)?;
+            println!(
+                "wrote {} messages ({} samples) to {}",
+                manifest.messages,
+                manifest.samples,
+                out.display()
+            );
+            Ok(())
+        }
+        Command::Bench { gpus, hours } => runtime.block_on(gpu_health::bench::run(gpus, hours)),
+    }
+}
+
+async fn run(config: Option<PathBuf>, worst: usize) -> Result<()> {
+    let cfg = match &config {
+        Some(path) => PipelineConfig::load(path)?,
+        None => PipelineConfig::parse(DEMO_PIPELINE, "embedded pipelines/demo.toml")?,
+    };
+    let output = match &cfg.sink {
+        SinkConfig::Parquet { path, .. } => format!("parquet datasets under {path}/"),
+    };
+    let report = gpu_health::run_pipeline(cfg).await?;
+    print!("{}", gpu_health::summary::render(&report, &output, worst));
+    if !report.books_balance() {
+        anyhow::bail!("the books do not balance: some messages are unaccounted for");
+    }
+    Ok(())
+}

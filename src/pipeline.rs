@@ -1,0 +1,231 @@
+//! Wires a source through the engine into a sink: decode -> admit and window ->
+//! daily health -> sink, one micro-batch per step, and the final flush of a bounded
+//! input. Keeps the books: every message is a raw row, a dead letter or a counted
+//! duplicate.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use datafusion::arrow::array::BooleanArray;
+use datafusion::arrow::compute::filter_record_batch;
+use tracing::{info, warn};
+
+use crate::config::PipelineConfig;
+use crate::event::columns::RawColumns;
+use crate::event::dead_letter::{dead_letters_to_batch, DeadReason};
+use crate::event::decode::DecodeLimits;
+use crate::event::decoder::{decode_batch, too_late_letter};
+use crate::event::SoftReason;
+use crate::health::scores::scores_to_batch;
+use crate::health::{HealthTracker, ScoredDay};
+use crate::sink::{FlushSet, Sink};
+use crate::source::Source;
+use crate::window::operator::{Emission, GpuInfo, RowStatus};
+use crate::window::WindowOperator;
+
+/// Counters of one run.
+#[derive(Debug, Clone, Default)]
+pub struct RunReport {
+    pub messages: u64,
+    pub raw_rows: u64,
+    pub duplicates: u64,
+    pub too_late: u64,
+    pub late_updates: u64,
+    pub late_events: u64,
+    pub dead_letters: BTreeMap<&'static str, u64>,
+    pub soft_errors: BTreeMap<&'static str, u64>,
+    pub invalid_rows: u64,
+    pub rollup_1m_rows: u64,
+    pub rollup_15m_rows: u64,
+    pub score_rows: u64,
+    pub elapsed_s: f64,
+    pub peak_state_bytes: usize,
+    /// The latest scored day of every GPU.
+    pub latest: Vec<ScoredDay>,
+    pub gpus: Vec<GpuInfo>,
+}
+
+impl RunReport {
+    /// Messages that became neither a raw row nor a counted duplicate.
+    pub fn hard_dead_letters(&self) -> u64 {
+        self.dead_letters
+            .iter()
+            .filter(|(r, _)| **r != DeadReason::TooLate.as_str())
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    /// messages = raw rows + hard dead letters + duplicates.
+    pub fn books_balance(&self) -> bool {
+        self.messages == self.raw_rows + self.hard_dead_letters() + self.duplicates
+    }
+}
+
+pub struct Pipeline {
+    cfg: PipelineConfig,
+    window: WindowOperator,
+    health: HealthTracker,
+    report: RunReport,
+    latest: BTreeMap<u32, ScoredDay>,
+}
+
+impl Pipeline {
+    pub fn new(cfg: PipelineConfig) -> Self {
+        let wcfg = cfg.window.to_window_config();
+        let health = HealthTracker::new(
+            cfg.health.sample_interval.as_secs() as u32,
+            wcfg.late_horizon_us,
+        );
+        Pipeline {
+            window: WindowOperator::new(wcfg),
+            health,
+            cfg,
+            report: RunReport::default(),
+            latest: BTreeMap::new(),
+        }
+    }
+
+    fn limits(&self) -> DecodeLimits {
+        DecodeLimits {
+            max_message_bytes: self.cfg.validation.max_message_bytes,
+            max_future_skew_us: self.cfg.validation.max_future_skew.as_micros() as i64,
+            now_us: chrono::Utc::now().timestamp_micros(),
+        }
+    }
+
+    fn threads(&self) -> usize {
+        match self.cfg.engine.decode_threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
+
+    /// Runs the source to its end (bounded) and returns the books.
+    pub async fn run(mut self, mut source: Source, mut sink: Sink) -> Result<RunReport> {
+        let start = Instant::now();
+        info!(source = %source.describe(), sink = %sink.describe(), "pipeline starting");
+        while let Some(msgs) = source.next_batch(self.cfg.engine.batch_size).await? {
+            let set = self.step(&msgs).await?;
+            sink.write(set).await.context("writing to the sink")?;
+        }
+        let set = self.finish()?;
+        sink.write(set).await.context("writing the final flush")?;
+        sink.close().await.context("closing the sink")?;
+        self.report.elapsed_s = start.elapsed().as_secs_f64();
+        self.report.latest = self.latest.into_values().collect();
+        self.report.gpus = self.window.gpus().to_vec();
+        if !self.report.books_balance() {
+            warn!(?self.report.messages, "books do not balance");
+        }
+        Ok(self.report)
+    }
+
+    /// Processes one micro-batch of messages.
+    pub async fn step(&mut self, msgs: &[crate::dump::Message]) -> Result<FlushSet> {
+        let limits = self.limits();
+        let decoded = decode_batch(msgs, &limits, self.threads())?;
+        self.report.messages += msgs.len() as u64;
+        for (i, n) in decoded.soft.iter().enumerate() {
+            if *n > 0 {
+                *self.report.soft_errors.entry(SoftReason::ALL[i].as_str()).or_default() += n;
+            }
+        }
+        let mut dead = decoded.dead;
+        let partitions: Vec<i32> = decoded
+            .row_message
+            .iter()
+            .map(|&i| msgs[i].partition)
+            .collect();
+        let (admission, emission) = self
+            .window
+            .ingest(&decoded.raw, &partitions, Instant::now())
+            .await?;
+        let cols = RawColumns::new(&decoded.raw);
+        let watermark_before = emission.watermark;
+        let mut keep = Vec::with_capacity(admission.status.len());
+        for (row, status) in admission.status.iter().enumerate() {
+            match status {
+                RowStatus::Accepted => keep.push(true),
+                RowStatus::Duplicate => {
+                    self.report.duplicates += 1;
+                    keep.push(false);
+                }
+                RowStatus::TooLate => {
+                    self.report.too_late += 1;
+                    let msg = &msgs[decoded.row_message[row]];
+                    dead.push(too_late_letter(
+                        msg,
+                        cols.gpu_uuid.value(row),
+                        cols.time[row],
+                        watermark_before,
+                    ));
+                    keep.push(true);
+                }
+            }
+            if !cols.validation_passed.value(row) && keep[row] {
+                self.report.invalid_rows += 1;
+            }
+        }
+        self.health.observe(&cols, &admission);
+        let raw = filter_record_batch(&decoded.raw, &BooleanArray::from(keep))?;
+        self.report.raw_rows += raw.num_rows() as u64;
+        let mut set = self.assemble(emission, dead)?;
+        set.raw.push(raw);
+        let state = self.window.state_size().approx_bytes + self.health.state_bytes();
+        self.report.peak_state_bytes = self.report.peak_state_bytes.max(state);
+        Ok(set)
+    }
+
+    /// The end of a bounded input: flushes every window and closes every day.
+    pub fn finish(&mut self) -> Result<FlushSet> {
+        let emission = self.window.finish()?;
+        self.health.apply_deltas(&emission.delta_changes);
+        let scored = self.health.finish(self.window.gpus());
+        self.assemble_inner(emission, scored, Vec::new())
+    }
+
+    fn assemble(
+        &mut self,
+        emission: Emission,
+        dead: Vec<crate::event::DeadLetter>,
+    ) -> Result<FlushSet> {
+        // Days close only after this step's counter deltas are in.
+        self.health.apply_deltas(&emission.delta_changes);
+        let scored = self.health.close_days(emission.watermark, self.window.gpus());
+        self.assemble_inner(emission, scored, dead)
+    }
+
+    fn assemble_inner(
+        &mut self,
+        emission: Emission,
+        scored: Vec<ScoredDay>,
+        dead: Vec<crate::event::DeadLetter>,
+    ) -> Result<FlushSet> {
+        self.report.late_updates += emission.late_updates;
+        self.report.late_events += emission.behind_watermark;
+        for d in &dead {
+            *self.report.dead_letters.entry(d.reason.as_str()).or_default() += 1;
+        }
+        self.report.rollup_1m_rows += emission.finals_1m.iter().map(|b| b.num_rows() as u64).sum::<u64>();
+        self.report.rollup_15m_rows += emission.finals_15m.iter().map(|b| b.num_rows() as u64).sum::<u64>();
+        self.report.score_rows += scored.len() as u64;
+        let mut set = FlushSet {
+            updates_1m: emission.updates_1m,
+            updates_15m: emission.updates_15m,
+            finals_1m: emission.finals_1m,
+            finals_15m: emission.finals_15m,
+            ..Default::default()
+        };
+        if !scored.is_empty() {
+            set.scores.push(scores_to_batch(&scored, self.window.gpus())?);
+        }
+        for s in scored {
+            self.latest.insert(s.gpu, s);
+        }
+        if !dead.is_empty() {
+            set.dead_letters.push(dead_letters_to_batch(&dead)?);
+        }
+        Ok(set)
+    }
+}

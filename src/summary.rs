@@ -1,0 +1,126 @@
+//! The fleet summary printed at the end of a run: the books, GPUs per grade, and the
+//! worst GPUs with the factors that cost them points.
+
+use std::fmt::Write;
+
+use crate::event::decode::fmt_time;
+use crate::health::model::GRADES;
+use crate::pipeline::RunReport;
+
+fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Renders the summary as text.
+pub fn render(r: &RunReport, output: &str, worst: usize) -> String {
+    let mut o = String::new();
+    let rate = r.messages as f64 / r.elapsed_s.max(1e-9);
+    let _ = writeln!(
+        o,
+        "processed {} messages in {:.2} s ({} msg/s)",
+        thousands(r.messages),
+        r.elapsed_s,
+        thousands(rate as u64)
+    );
+    let dead: u64 = r.hard_dead_letters();
+    let _ = writeln!(
+        o,
+        "books: {} messages = {} raw rows + {} dead letters + {} duplicates  [{}]",
+        thousands(r.messages),
+        thousands(r.raw_rows),
+        thousands(dead),
+        thousands(r.duplicates),
+        if r.books_balance() { "balanced" } else { "NOT BALANCED" }
+    );
+    let reasons: Vec<String> = r.dead_letters.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    let _ = writeln!(o, "dead letters by reason: {}", if reasons.is_empty() { "none".into() } else { reasons.join(", ") });
+    let soft: Vec<String> = r.soft_errors.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    let _ = writeln!(
+        o,
+        "soft validation: {} rows kept with NULLed metrics ({})",
+        thousands(r.invalid_rows),
+        if soft.is_empty() { "none".into() } else { soft.join(", ") }
+    );
+    let _ = writeln!(
+        o,
+        "late events merged: {} ({} into already emitted windows) | too late for rollups: {}",
+        thousands(r.late_events),
+        thousands(r.late_updates),
+        thousands(r.too_late)
+    );
+    let _ = writeln!(
+        o,
+        "rows written: gpu_metrics {} | gpu_metrics_1min {} | gpu_metrics_15min {} | gpu_health_scores {}",
+        thousands(r.raw_rows),
+        thousands(r.rollup_1m_rows),
+        thousands(r.rollup_15m_rows),
+        thousands(r.score_rows)
+    );
+    let _ = writeln!(o, "output: {output}");
+    let _ = writeln!(o);
+
+    let latest_day = r.latest.iter().map(|d| d.day_start_us).max();
+    let _ = writeln!(
+        o,
+        "fleet health: {} GPUs seen{}",
+        r.gpus.len(),
+        latest_day
+            .map(|d| format!(", latest day {}", &fmt_time(d)[..10]))
+            .unwrap_or_default()
+    );
+    let mut grades: Vec<&str> = GRADES.iter().map(|g| g.1).collect();
+    grades.push("critical");
+    let counts: Vec<String> = grades
+        .iter()
+        .map(|g| format!("{g} {}", r.latest.iter().filter(|d| d.score.grade == *g).count()))
+        .collect();
+    let _ = writeln!(o, "  {}", counts.join(" | "));
+    let mut by_score: Vec<_> = r.latest.iter().collect();
+    by_score.sort_by(|a, b| a.score.overall.total_cmp(&b.score.overall));
+    let _ = writeln!(o);
+    let _ = writeln!(o, "worst GPUs (latest day):");
+    let _ = writeln!(
+        o,
+        "  {:<42} {:<14} {:<10} {:<9} {:>5}  factors",
+        "gpu_uuid", "hostname", "day", "grade", "score"
+    );
+    for d in by_score.iter().take(worst) {
+        let info = r.gpus.get(d.gpu as usize);
+        let mut why: Vec<String> = d
+            .score
+            .gates
+            .iter()
+            .map(|g| format!("gate:{}", g.name))
+            .collect();
+        why.extend(d.score.factors.iter().take(3).map(|f| format!("{}={}", f.name, short(f.value))));
+        let _ = writeln!(
+            o,
+            "  {:<42} {:<14} {:<10} {:<9} {:>5.1}  {}",
+            info.map_or("?", |i| i.uuid.as_str()),
+            info.map_or("?", |i| i.hostname.as_str()),
+            &fmt_time(d.day_start_us)[..10],
+            d.score.grade,
+            d.score.overall,
+            if why.is_empty() { "-".into() } else { why.join(", ") }
+        );
+    }
+    o
+}
+
+fn short(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e12 {
+        format!("{v:.0}")
+    } else if v.abs() < 1.0 {
+        format!("{v:.3}")
+    } else {
+        format!("{v:.1}")
+    }
+}

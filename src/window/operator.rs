@@ -1,0 +1,391 @@
+//! The streaming window operator: admits raw rows (duplicate and too-late checks),
+//! keeps open 1-minute and 15-minute windows, emits them when the watermark passes
+//! their end, re-emits them when late data within `late_horizon` changes them, and
+//! finalises them when they can no longer change.
+//!
+//! State is bounded by the late horizon, per GPU: about `late_horizon / 1 min + 2`
+//! one-minute states, `late_horizon / 15 min + 2` fifteen-minute states, and the
+//! counter samples of the last `15 min + late_horizon` (also the de-duplication index).
+//! A duplicate older than that is judged too late instead; its raw row still lands.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use ahash::AHashMap as HashMap;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use datafusion::arrow::array::Array;
+use datafusion::arrow::record_batch::RecordBatch;
+
+use super::bucket::{bucket_start, Width, MINUTE_US};
+use super::counter::{CounterTrack, CounterValues, COUNTERS, N_COUNTERS};
+use super::partial::{InputColumns, PartialAggregator};
+use super::rollup::{BucketState, RollupBuilder, ROLLUP_METRICS};
+use super::watermark::{Watermarks, NO_WATERMARK};
+use crate::event::columns::RawColumns;
+use crate::event::schema::{ECC_DBE_VOLATILE, THROTTLE};
+
+/// Event-time settings (DESIGN 3).
+#[derive(Debug, Clone, Copy)]
+pub struct WindowConfig {
+    pub allowed_lateness_us: i64,
+    pub late_horizon_us: i64,
+    pub idle_timeout: Duration,
+}
+
+impl Default for WindowConfig {
+    fn default() -> Self {
+        WindowConfig {
+            allowed_lateness_us: 60 * 1_000_000,
+            late_horizon_us: 10 * MINUTE_US,
+            idle_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What happened to each row of a raw batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowStatus {
+    /// Feeds rollups and health; lands in the raw table.
+    Accepted,
+    /// Same `(time, gpu_uuid)` as an accepted row: counted once, dropped.
+    Duplicate,
+    /// Beyond the late horizon: lands in the raw table, changes no rollup, dead-lettered.
+    TooLate,
+}
+
+/// A GPU the operator has seen.
+#[derive(Debug, Clone)]
+pub struct GpuInfo {
+    pub uuid: String,
+    pub hostname: String,
+    pub model: Option<String>,
+}
+
+/// Per-row verdicts and GPU ids of one raw batch.
+#[derive(Debug, Default)]
+pub struct Admission {
+    pub status: Vec<RowStatus>,
+    pub gpu: Vec<u32>,
+}
+
+/// A change of a 1-minute bucket's counter deltas (new minus previously emitted).
+#[derive(Debug, Clone, Copy)]
+pub struct DeltaChange {
+    pub gpu: u32,
+    pub minute_start_us: i64,
+    pub diff: [i64; N_COUNTERS],
+}
+
+/// Rows emitted by one step.
+#[derive(Debug, Default)]
+pub struct Emission {
+    /// Every emission, including re-emissions after late data (for upsert sinks).
+    pub updates_1m: Vec<RecordBatch>,
+    pub updates_15m: Vec<RecordBatch>,
+    /// Each row once, when it can no longer change (for append-only sinks).
+    pub finals_1m: Vec<RecordBatch>,
+    pub finals_15m: Vec<RecordBatch>,
+    pub delta_changes: Vec<DeltaChange>,
+    pub watermark: i64,
+    /// Accepted rows that landed in an already emitted window (re-emitted).
+    pub late_updates: u64,
+    /// Accepted rows whose minute had closed by the watermark (late, within horizon).
+    pub behind_watermark: u64,
+}
+
+/// Sizes of the operator's state, for metrics and the bench.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StateSize {
+    pub gpus: usize,
+    pub open_1m: usize,
+    pub open_15m: usize,
+    pub counter_samples: usize,
+    pub approx_bytes: usize,
+}
+
+/// One width's windows: state keyed by (bucket start, gpu) so that emission and
+/// expiry are range scans in time order.
+#[derive(Default)]
+struct Windows {
+    open: BTreeMap<(i64, u32), BucketState>,
+    dirty: BTreeSet<(i64, u32)>,
+}
+
+pub struct WindowOperator {
+    cfg: WindowConfig,
+    aggregator: PartialAggregator,
+    gpus: Vec<GpuInfo>,
+    gpu_ids: HashMap<String, u32>,
+    tracks: Vec<CounterTrack>,
+    w1: Windows,
+    w15: Windows,
+    watermarks: Watermarks,
+    /// Buckets ending at or before this were emitted.
+    emitted_upto: i64,
+}
+
+impl WindowOperator {
+    pub fn new(cfg: WindowConfig) -> Self {
+        WindowOperator {
+            cfg,
+            aggregator: PartialAggregator::default(),
+            gpus: Vec::new(),
+            gpu_ids: HashMap::new(),
+            tracks: Vec::new(),
+            w1: Windows::default(),
+            w15: Windows::default(),
+            watermarks: Watermarks::new(cfg.allowed_lateness_us, cfg.idle_timeout),
+            emitted_upto: NO_WATERMARK,
+        }
+    }
+
+    pub fn gpu(&self, id: u32) -> &GpuInfo {
+        &self.gpus[id as usize]
+    }
+
+    pub fn gpus(&self) -> &[GpuInfo] {
+        &self.gpus
+    }
+
+    pub fn watermark(&self) -> i64 {
+        self.watermarks.current()
+    }
+
+    pub fn watermark_delay_us(&self) -> Option<i64> {
+        self.watermarks.delay_us()
+    }
+
+    pub fn state_size(&self) -> StateSize {
+        let bucket = std::mem::size_of::<BucketState>() + 48;
+        let samples: usize = self.tracks.iter().map(|t| t.retained()).sum();
+        let sample_bytes: usize = self.tracks.iter().map(|t| t.bytes()).sum();
+        StateSize {
+            gpus: self.gpus.len(),
+            open_1m: self.w1.open.len(),
+            open_15m: self.w15.open.len(),
+            counter_samples: samples,
+            approx_bytes: (self.w1.open.len() + self.w15.open.len()) * bucket + sample_bytes,
+        }
+    }
+
+    fn intern(&mut self, uuid: &str, hostname: &str, model: Option<&str>) -> u32 {
+        if let Some(&id) = self.gpu_ids.get(uuid) {
+            let info = &mut self.gpus[id as usize];
+            if info.hostname != hostname {
+                info.hostname = hostname.to_owned();
+            }
+            if info.model.is_none() {
+                info.model = model.map(str::to_owned);
+            }
+            return id;
+        }
+        let id = self.gpus.len() as u32;
+        self.gpus.push(GpuInfo {
+            uuid: uuid.to_owned(),
+            hostname: hostname.to_owned(),
+            model: model.map(str::to_owned),
+        });
+        self.gpu_ids.insert(uuid.to_owned(), id);
+        self.tracks.push(CounterTrack::default());
+        id
+    }
+
+    /// Admits a raw batch, merges its accepted rows into the windows, advances the
+    /// watermark and emits what closed. `partitions[i]` is row i's source partition.
+    pub async fn ingest(
+        &mut self,
+        batch: &RecordBatch,
+        partitions: &[i32],
+        now: Instant,
+    ) -> Result<(Admission, Emission)> {
+        let cols = RawColumns::new(batch);
+        let n = batch.num_rows();
+        let horizon = self.cfg.late_horizon_us;
+        let mut admission = Admission {
+            status: Vec::with_capacity(n),
+            gpu: Vec::with_capacity(n),
+        };
+        let mut input = InputColumns::with_capacity(n);
+        let mut late_updates = 0;
+        let mut behind_watermark = 0;
+        for row in 0..n {
+            let t = cols.time[row];
+            let model = cols.gpu_model.is_valid(row).then(|| cols.gpu_model.value(row));
+            let gpu = self.intern(cols.gpu_uuid.value(row), cols.hostname.value(row), model);
+            admission.gpu.push(gpu);
+            // The watermark moves row by row, so that what counts as late does not
+            // depend on how the input was cut into batches.
+            if let Some(&p) = partitions.get(row) {
+                self.watermarks.observe(p, t, now);
+            }
+            let watermark = self.watermarks.advance(now);
+            let minute = bucket_start(t, MINUTE_US);
+            if minute + MINUTE_US + horizon <= watermark {
+                admission.status.push(RowStatus::TooLate);
+                continue;
+            }
+            let mut counters: CounterValues = [None; N_COUNTERS];
+            for (c, &m) in COUNTERS.iter().enumerate() {
+                counters[c] = cols.metrics[m].get_i64(row);
+            }
+            if !self.tracks[gpu as usize].insert(t, counters) {
+                admission.status.push(RowStatus::Duplicate);
+                continue;
+            }
+            admission.status.push(RowStatus::Accepted);
+            if minute + MINUTE_US <= watermark {
+                behind_watermark += 1;
+            }
+            if minute + MINUTE_US <= self.emitted_upto {
+                late_updates += 1;
+                self.mark_late(gpu, minute);
+            }
+            input.gpu_id.push(gpu);
+            input.bucket.push(minute);
+            for (k, rm) in ROLLUP_METRICS.iter().enumerate() {
+                input.metrics[k].push(cols.metrics[rm.source].get(row).map(|v| v * rm.scale));
+            }
+            input.thr.push(cols.metrics[THROTTLE].get_i64(row));
+            input.dbev.push(cols.metrics[ECC_DBE_VOLATILE].get_i64(row));
+            input.valid.push(cols.validation_passed.value(row));
+        }
+
+        if !input.is_empty() {
+            let partials = self
+                .aggregator
+                .aggregate(input.into_batch()?)
+                .await
+                .context("partial aggregation in DataFusion")?;
+            for p in partials {
+                let q = bucket_start(p.bucket_start_us, Width::FifteenMinutes.micros());
+                self.w15
+                    .open
+                    .entry((q, p.gpu))
+                    .or_default()
+                    .merge(&p.state);
+                self.w1
+                    .open
+                    .entry((p.bucket_start_us, p.gpu))
+                    .or_default()
+                    .merge(&p.state);
+            }
+        }
+
+        let new_watermark = self.watermarks.advance(now);
+        let mut emission = self.emit(new_watermark)?;
+        emission.late_updates = late_updates;
+        emission.behind_watermark = behind_watermark;
+        Ok((admission, emission))
+    }
+
+    /// The end of a bounded input: emit and finalise everything.
+    pub fn finish(&mut self) -> Result<Emission> {
+        let w = self.watermarks.close_all();
+        self.emit(w)
+    }
+
+    /// A late row in an emitted minute: that minute and every later emitted bucket of
+    /// the GPU may change (counter steps), so they are re-emitted.
+    fn mark_late(&mut self, gpu: u32, minute: i64) {
+        let mut m = minute;
+        while m + MINUTE_US <= self.emitted_upto {
+            if self.w1.open.contains_key(&(m, gpu)) {
+                self.w1.dirty.insert((m, gpu));
+            }
+            m += MINUTE_US;
+        }
+        let width = Width::FifteenMinutes.micros();
+        let mut q = bucket_start(minute, width);
+        while q + width <= self.emitted_upto {
+            if self.w15.open.contains_key(&(q, gpu)) {
+                self.w15.dirty.insert((q, gpu));
+            }
+            q += width;
+        }
+    }
+
+    fn emit(&mut self, watermark: i64) -> Result<Emission> {
+        let mut out = Emission {
+            watermark,
+            ..Default::default()
+        };
+        if watermark <= self.emitted_upto && self.w1.dirty.is_empty() && self.w15.dirty.is_empty()
+        {
+            return Ok(out);
+        }
+        let horizon = self.cfg.late_horizon_us;
+        for width in [Width::OneMinute, Width::FifteenMinutes] {
+            let w = width.micros();
+            let (windows, tracks, gpus) = match width {
+                Width::OneMinute => (&mut self.w1, &self.tracks, &self.gpus),
+                Width::FifteenMinutes => (&mut self.w15, &self.tracks, &self.gpus),
+            };
+            let mut updates = RollupBuilder::default();
+            // Newly closed: end in (emitted_upto, watermark].
+            let lo = self.emitted_upto.saturating_sub(w).saturating_add(1);
+            let hi = watermark.saturating_sub(w).saturating_add(1);
+            let mut keys: Vec<(i64, u32)> = if hi > lo {
+                windows.open.range((lo, 0)..(hi, 0)).map(|(k, _)| *k).collect()
+            } else {
+                Vec::new()
+            };
+            keys.extend(std::mem::take(&mut windows.dirty));
+            for key in keys {
+                let Some(state) = windows.open.get_mut(&key) else { continue };
+                let (start, gpu) = key;
+                let deltas = tracks[gpu as usize].delta(start, start + w);
+                if width == Width::OneMinute {
+                    let old = state.emitted_deltas.unwrap_or([None; N_COUNTERS]);
+                    let mut diff = [0i64; N_COUNTERS];
+                    for c in 0..N_COUNTERS {
+                        diff[c] = deltas[c].unwrap_or(0) - old[c].unwrap_or(0);
+                    }
+                    if diff != [0; N_COUNTERS] {
+                        out.delta_changes.push(DeltaChange {
+                            gpu,
+                            minute_start_us: start,
+                            diff,
+                        });
+                    }
+                }
+                state.emitted_deltas = Some(deltas);
+                let info = &gpus[gpu as usize];
+                updates.append(start, &info.uuid, &info.hostname, state, &deltas);
+            }
+            // Expired: end + horizon <= watermark; they can no longer change.
+            let expire_before = watermark.saturating_sub(horizon).saturating_sub(w).saturating_add(1);
+            let mut finals = RollupBuilder::default();
+            while let Some(entry) = windows.open.first_entry() {
+                if entry.key().0 >= expire_before {
+                    break;
+                }
+                let ((start, gpu), state) = entry.remove_entry();
+                let info = &gpus[gpu as usize];
+                let deltas = state.emitted_deltas.unwrap_or([None; N_COUNTERS]);
+                finals.append(start, &info.uuid, &info.hostname, &state, &deltas);
+            }
+            let (u, f) = match width {
+                Width::OneMinute => (&mut out.updates_1m, &mut out.finals_1m),
+                Width::FifteenMinutes => (&mut out.updates_15m, &mut out.finals_15m),
+            };
+            if !updates.is_empty() {
+                u.push(updates.finish()?);
+            }
+            if !finals.is_empty() {
+                f.push(finals.finish()?);
+            }
+        }
+        self.emitted_upto = self.emitted_upto.max(watermark);
+        // Counter samples are needed back to the oldest 15-minute bucket that may
+        // still be re-emitted.
+        let keep_from = bucket_start(
+            watermark.saturating_sub(horizon),
+            Width::FifteenMinutes.micros(),
+        );
+        for t in &mut self.tracks {
+            t.prune_before(keep_from);
+        }
+        Ok(out)
+    }
+}
