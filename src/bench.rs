@@ -6,12 +6,12 @@ use std::time::Instant;
 
 use anyhow::Result;
 
-use crate::config::{PipelineConfig, DEMO_PIPELINE};
+use crate::config::{DEMO_PIPELINE, PipelineConfig};
 use crate::dump::Message;
+use crate::event::columns::RawColumns;
 use crate::event::decode::DecodeLimits;
 use crate::event::decoder::decode_batch;
-use crate::event::columns::RawColumns;
-use crate::generate::{generate, GenerateOptions};
+use crate::generate::{GenerateOptions, generate};
 use crate::health::HealthTracker;
 use crate::pipeline::Pipeline;
 use crate::sink::{ParquetSink, Sink};
@@ -25,7 +25,10 @@ fn peak_rss_mib() -> Option<f64> {
 }
 
 fn rate(n: usize, secs: f64) -> String {
-    format!("{:>12.0} events/s  ({n} events in {secs:.2} s)", n as f64 / secs)
+    format!(
+        "{:>12.0} events/s  ({n} events in {secs:.2} s)",
+        n as f64 / secs
+    )
 }
 
 pub async fn run(gpus: usize, hours: f64) -> Result<()> {
@@ -34,7 +37,8 @@ pub async fn run(gpus: usize, hours: f64) -> Result<()> {
     let opts = GenerateOptions {
         gpus,
         days: hours / 24.0,
-        start: chrono::DateTime::parse_from_rfc3339("2026-10-01T00:00:00Z")?.with_timezone(&chrono::Utc),
+        start: chrono::DateTime::parse_from_rfc3339("2026-10-01T00:00:00Z")?
+            .with_timezone(&chrono::Utc),
         interval_s: 10,
         ..Default::default()
     };
@@ -68,7 +72,10 @@ pub async fn run(gpus: usize, hours: f64) -> Result<()> {
     for chunk in msgs.chunks(batch) {
         decoded.push(decode_batch(chunk, &limits, threads)?);
     }
-    println!("decode ({threads} threads):      {}", rate(msgs.len(), t.elapsed().as_secs_f64()));
+    println!(
+        "decode ({threads} threads):      {}",
+        rate(msgs.len(), t.elapsed().as_secs_f64())
+    );
 
     // 2. Windows + scores over pre-decoded batches.
     let wcfg = cfg.window.to_window_config();
@@ -103,7 +110,10 @@ pub async fn run(gpus: usize, hours: f64) -> Result<()> {
         drop(set);
     }
     let _ = pipeline.finish()?;
-    println!("decode + windows + scores: {}", rate(msgs.len(), t.elapsed().as_secs_f64()));
+    println!(
+        "decode + windows + scores: {}",
+        rate(msgs.len(), t.elapsed().as_secs_f64())
+    );
 
     // 4. End to end into Parquet.
     let dir = std::env::temp_dir().join(format!("gpu-health-bench-{}", std::process::id()));
@@ -116,7 +126,10 @@ pub async fn run(gpus: usize, hours: f64) -> Result<()> {
     }
     sink.write(pipeline.finish()?).await?;
     sink.close().await?;
-    println!("end to end into Parquet:   {}", rate(msgs.len(), t.elapsed().as_secs_f64()));
+    println!(
+        "end to end into Parquet:   {}",
+        rate(msgs.len(), t.elapsed().as_secs_f64())
+    );
     let _ = std::fs::remove_dir_all(&dir);
     println!(
         "peak RSS {:.0} MiB (includes the {:.0} MB of generated messages held in memory)",

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 
 use crate::window::WindowConfig;
@@ -161,10 +161,11 @@ impl PipelineConfig {
         let mut table: toml::Table =
             toml::from_str(text).with_context(|| format!("{origin}: not valid TOML"))?;
         apply_env_overrides(&mut table, std::env::vars(), origin)?;
-        let cfg: PipelineConfig = table
-            .try_into()
-            .map_err(|e: toml::de::Error| anyhow::anyhow!("{origin}: {}", e.message().trim()))
-            .with_context(|| format!("invalid pipeline config {origin}"))?;
+        let cfg: PipelineConfig = serde_path_to_error::deserialize(toml::Value::Table(table))
+            .map_err(|e| {
+                let key = e.path().to_string();
+                anyhow::anyhow!("{origin}: key `{key}`: {}", e.into_inner().message().trim())
+            })?;
         cfg.validate(origin)?;
         Ok(cfg)
     }
@@ -175,7 +176,10 @@ impl PipelineConfig {
         }
         let interval = self.health.sample_interval.as_secs();
         if interval == 0 || 86_400 % interval != 0 {
-            bail!("{origin}: health.sample_interval: expected whole seconds dividing a day, got {:?}", self.health.sample_interval);
+            bail!(
+                "{origin}: health.sample_interval: expected whole seconds dividing a day, got {:?}",
+                self.health.sample_interval
+            );
         }
         if self.validation.max_message_bytes == 0 {
             bail!("{origin}: validation.max_message_bytes: expected a positive size");
@@ -192,8 +196,12 @@ fn apply_env_overrides(
     origin: &str,
 ) -> Result<()> {
     for (name, value) in vars {
-        let Some(rest) = name.strip_prefix("GPU_HEALTH_") else { continue };
-        let Some((section, key)) = rest.split_once("__") else { continue };
+        let Some(rest) = name.strip_prefix("GPU_HEALTH_") else {
+            continue;
+        };
+        let Some((section, key)) = rest.split_once("__") else {
+            continue;
+        };
         let (section, key) = (section.to_ascii_lowercase(), key.to_ascii_lowercase());
         let parsed = toml::from_str::<toml::Table>(&format!("v = {value}"))
             .ok()
@@ -225,7 +233,10 @@ mod tests {
     #[test]
     fn errors_name_file_key_and_expectation() {
         let bad = "[source]\nkind = \"file\"\npath = \"x\"\n[sink]\nkind = \"parquet\"\npath = \"o\"\n[window]\nlate_horizon = 5\n";
-        let err = format!("{:#}", PipelineConfig::parse(bad, "pipelines/x.toml").unwrap_err());
+        let err = format!(
+            "{:#}",
+            PipelineConfig::parse(bad, "pipelines/x.toml").unwrap_err()
+        );
         assert!(err.contains("pipelines/x.toml"), "{err}");
         assert!(err.contains("late_horizon"), "{err}");
         let bad = "[source]\nkind = \"file\"\npath = \"x\"\ntypo = 1\n[sink]\nkind = \"parquet\"\npath = \"o\"\n";
@@ -238,7 +249,10 @@ mod tests {
         let mut t: toml::Table = toml::from_str("[sink]\npath = \"a\"\n").unwrap();
         let vars = vec![
             ("GPU_HEALTH_SINK__PATH".to_string(), "b/c".to_string()),
-            ("GPU_HEALTH_ENGINE__BATCH_SIZE".to_string(), "42".to_string()),
+            (
+                "GPU_HEALTH_ENGINE__BATCH_SIZE".to_string(),
+                "42".to_string(),
+            ),
         ];
         apply_env_overrides(&mut t, vars.into_iter(), "t").unwrap();
         assert_eq!(t["sink"]["path"].as_str(), Some("b/c"));

@@ -117,11 +117,9 @@ pub struct DumpWriter {
 
 impl DumpWriter {
     pub fn create(path: &Path) -> Result<Self> {
-        if let Some(dir) = path.parent() {
-            if !dir.as_os_str().is_empty() {
-                std::fs::create_dir_all(dir)
-                    .with_context(|| format!("creating directory {}", dir.display()))?;
-            }
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("creating directory {}", dir.display()))?;
         }
         let file =
             File::create(path).with_context(|| format!("creating dump {}", path.display()))?;

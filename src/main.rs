@@ -5,11 +5,15 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
-use gpu_health::config::{PipelineConfig, SinkConfig, DEMO_PIPELINE};
-use gpu_health::generate::{generate_to_file, GenerateOptions};
+use gpu_health::config::{DEMO_PIPELINE, PipelineConfig, SinkConfig};
+use gpu_health::generate::{GenerateOptions, generate_to_file};
 
 #[derive(Parser)]
-#[command(name = "gpu-health", version, about = "GPU fleet telemetry: rollups and health scores")]
+#[command(
+    name = "gpu-health",
+    version,
+    about = "GPU fleet telemetry: rollups and health scores"
+)]
 struct Cli {
     /// Log as JSON lines instead of human-readable text.
     #[arg(long, global = true)]
@@ -67,7 +71,9 @@ enum Command {
 fn init_logging(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("GPU_HEALTH_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if json {
         builder.json().init();
     } else {
@@ -82,7 +88,10 @@ fn main() -> Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    match cli.command.unwrap_or(Command::Run { config: None, worst: 8 }) {
+    match cli.command.unwrap_or(Command::Run {
+        config: None,
+        worst: 8,
+    }) {
         Command::Run { config, worst } => runtime.block_on(run(config, worst)),
         Command::Generate {
             gpus,
@@ -96,7 +105,9 @@ fn main() -> Result<()> {
             out,
         } => {
             let start = chrono::DateTime::parse_from_rfc3339(&start)
-                .with_context(|| format!("--start {start:?}: expected RFC 3339, e.g. 2026-11-01T00:00:00Z"))?
+                .with_context(|| {
+                    format!("--start {start:?}: expected RFC 3339, e.g. 2026-11-01T00:00:00Z")
+                })?
                 .with_timezone(&chrono::Utc);
             let opts = GenerateOptions {
                 gpus,

@@ -12,17 +12,17 @@ use datafusion::arrow::compute::filter_record_batch;
 use tracing::{info, warn};
 
 use crate::config::PipelineConfig;
+use crate::event::SoftReason;
 use crate::event::columns::RawColumns;
-use crate::event::dead_letter::{dead_letters_to_batch, DeadReason};
+use crate::event::dead_letter::{DeadReason, dead_letters_to_batch};
 use crate::event::decode::DecodeLimits;
 use crate::event::decoder::{decode_batch, too_late_letter};
-use crate::event::SoftReason;
 use crate::health::scores::scores_to_batch;
 use crate::health::{HealthTracker, ScoredDay};
 use crate::sink::{FlushSet, Sink};
 use crate::source::Source;
-use crate::window::operator::{Emission, GpuInfo, RowStatus};
 use crate::window::WindowOperator;
+use crate::window::operator::{Emission, GpuInfo, RowStatus};
 
 /// Counters of one run.
 #[derive(Debug, Clone, Default)]
@@ -128,7 +128,11 @@ impl Pipeline {
         self.report.messages += msgs.len() as u64;
         for (i, n) in decoded.soft.iter().enumerate() {
             if *n > 0 {
-                *self.report.soft_errors.entry(SoftReason::ALL[i].as_str()).or_default() += n;
+                *self
+                    .report
+                    .soft_errors
+                    .entry(SoftReason::ALL[i].as_str())
+                    .or_default() += n;
             }
         }
         let mut dead = decoded.dead;
@@ -192,7 +196,9 @@ impl Pipeline {
     ) -> Result<FlushSet> {
         // Days close only after this step's counter deltas are in.
         self.health.apply_deltas(&emission.delta_changes);
-        let scored = self.health.close_days(emission.watermark, self.window.gpus());
+        let scored = self
+            .health
+            .close_days(emission.watermark, self.window.gpus());
         self.assemble_inner(emission, scored, dead)
     }
 
@@ -205,10 +211,22 @@ impl Pipeline {
         self.report.late_updates += emission.late_updates;
         self.report.late_events += emission.behind_watermark;
         for d in &dead {
-            *self.report.dead_letters.entry(d.reason.as_str()).or_default() += 1;
+            *self
+                .report
+                .dead_letters
+                .entry(d.reason.as_str())
+                .or_default() += 1;
         }
-        self.report.rollup_1m_rows += emission.finals_1m.iter().map(|b| b.num_rows() as u64).sum::<u64>();
-        self.report.rollup_15m_rows += emission.finals_15m.iter().map(|b| b.num_rows() as u64).sum::<u64>();
+        self.report.rollup_1m_rows += emission
+            .finals_1m
+            .iter()
+            .map(|b| b.num_rows() as u64)
+            .sum::<u64>();
+        self.report.rollup_15m_rows += emission
+            .finals_15m
+            .iter()
+            .map(|b| b.num_rows() as u64)
+            .sum::<u64>();
         self.report.score_rows += scored.len() as u64;
         let mut set = FlushSet {
             updates_1m: emission.updates_1m,
@@ -218,7 +236,8 @@ impl Pipeline {
             ..Default::default()
         };
         if !scored.is_empty() {
-            set.scores.push(scores_to_batch(&scored, self.window.gpus())?);
+            set.scores
+                .push(scores_to_batch(&scored, self.window.gpus())?);
         }
         for s in scored {
             self.latest.insert(s.gpu, s);

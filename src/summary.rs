@@ -11,7 +11,7 @@ fn thousands(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -38,16 +38,40 @@ pub fn render(r: &RunReport, output: &str, worst: usize) -> String {
         thousands(r.raw_rows),
         thousands(dead),
         thousands(r.duplicates),
-        if r.books_balance() { "balanced" } else { "NOT BALANCED" }
+        if r.books_balance() {
+            "balanced"
+        } else {
+            "NOT BALANCED"
+        }
     );
-    let reasons: Vec<String> = r.dead_letters.iter().map(|(k, v)| format!("{k} {v}")).collect();
-    let _ = writeln!(o, "dead letters by reason: {}", if reasons.is_empty() { "none".into() } else { reasons.join(", ") });
-    let soft: Vec<String> = r.soft_errors.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    let reasons: Vec<String> = r
+        .dead_letters
+        .iter()
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect();
+    let _ = writeln!(
+        o,
+        "dead letters by reason: {}",
+        if reasons.is_empty() {
+            "none".into()
+        } else {
+            reasons.join(", ")
+        }
+    );
+    let soft: Vec<String> = r
+        .soft_errors
+        .iter()
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect();
     let _ = writeln!(
         o,
         "soft validation: {} rows kept with NULLed metrics ({})",
         thousands(r.invalid_rows),
-        if soft.is_empty() { "none".into() } else { soft.join(", ") }
+        if soft.is_empty() {
+            "none".into()
+        } else {
+            soft.join(", ")
+        }
     );
     let _ = writeln!(
         o,
@@ -80,7 +104,12 @@ pub fn render(r: &RunReport, output: &str, worst: usize) -> String {
     grades.push("critical");
     let counts: Vec<String> = grades
         .iter()
-        .map(|g| format!("{g} {}", r.latest.iter().filter(|d| d.score.grade == *g).count()))
+        .map(|g| {
+            format!(
+                "{g} {}",
+                r.latest.iter().filter(|d| d.score.grade == *g).count()
+            )
+        })
         .collect();
     let _ = writeln!(o, "  {}", counts.join(" | "));
     let mut by_score: Vec<_> = r.latest.iter().collect();
@@ -100,7 +129,13 @@ pub fn render(r: &RunReport, output: &str, worst: usize) -> String {
             .iter()
             .map(|g| format!("gate:{}", g.name))
             .collect();
-        why.extend(d.score.factors.iter().take(3).map(|f| format!("{}={}", f.name, short(f.value))));
+        why.extend(
+            d.score
+                .factors
+                .iter()
+                .take(3)
+                .map(|f| format!("{}={}", f.name, short(f.value))),
+        );
         let _ = writeln!(
             o,
             "  {:<42} {:<14} {:<10} {:<9} {:>5.1}  {}",
@@ -109,7 +144,11 @@ pub fn render(r: &RunReport, output: &str, worst: usize) -> String {
             &fmt_time(d.day_start_us)[..10],
             d.score.grade,
             d.score.overall,
-            if why.is_empty() { "-".into() } else { why.join(", ") }
+            if why.is_empty() {
+                "-".into()
+            } else {
+                why.join(", ")
+            }
         );
     }
     o

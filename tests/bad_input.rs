@@ -29,12 +29,25 @@ fn books_balance() {
     assert!(r.books_balance(), "{r:?}");
     let raw = read_table(&run.out.join("gpu_metrics"));
     let dead = read_table(&run.out.join("dead_letters"));
-    let hard = dead.iter().filter(|d| d["reason"].s() != "too_late").count() as u64;
-    assert_eq!(raw.len() as u64 + hard + r.duplicates, run.manifest.messages);
+    let hard = dead
+        .iter()
+        .filter(|d| d["reason"].s() != "too_late")
+        .count() as u64;
+    assert_eq!(
+        raw.len() as u64 + hard + r.duplicates,
+        run.manifest.messages
+    );
     // Every real sample is a raw row, exactly once.
     assert_eq!(raw.len() as u64, run.manifest.samples);
-    let keys: HashSet<_> = raw.iter().map(|x| (x["gpu_uuid"].s().to_owned(), x["time"].i())).collect();
-    assert_eq!(keys.len(), raw.len(), "duplicate (gpu_uuid, time) in gpu_metrics");
+    let keys: HashSet<_> = raw
+        .iter()
+        .map(|x| (x["gpu_uuid"].s().to_owned(), x["time"].i()))
+        .collect();
+    assert_eq!(
+        keys.len(),
+        raw.len(),
+        "duplicate (gpu_uuid, time) in gpu_metrics"
+    );
 }
 
 #[test]
@@ -49,7 +62,11 @@ fn hard_errors_are_dead_letters_with_their_reason() {
     for kind in HARD {
         let injected = run.manifest.injected.get(kind).copied().unwrap_or(0);
         assert!(injected > 0, "the fixture injects no {kind}");
-        assert_eq!(by_reason.get(kind).copied().unwrap_or(0), injected, "{kind}");
+        assert_eq!(
+            by_reason.get(kind).copied().unwrap_or(0),
+            injected,
+            "{kind}"
+        );
     }
     assert_eq!(run.report.duplicates, run.manifest.injected["duplicate"]);
 }
@@ -72,7 +89,10 @@ fn too_late_events_are_dead_lettered_and_kept_raw() {
     assert!(!expected.is_empty());
     assert_eq!(late, expected);
     let raw = read_table(&run.out.join("gpu_metrics"));
-    let raw_keys: HashSet<_> = raw.iter().map(|x| (x["gpu_uuid"].s().to_owned(), x["time"].i().unwrap())).collect();
+    let raw_keys: HashSet<_> = raw
+        .iter()
+        .map(|x| (x["gpu_uuid"].s().to_owned(), x["time"].i().unwrap()))
+        .collect();
     assert!(expected.is_subset(&raw_keys));
 }
 
@@ -80,8 +100,10 @@ fn too_late_events_are_dead_lettered_and_kept_raw() {
 fn soft_errors_null_the_field_and_flag_the_row() {
     let run = fixture_run();
     let raw = read_table(&run.out.join("gpu_metrics"));
-    let index: HashMap<(String, i64), &HashMap<String, common::Cell>> =
-        raw.iter().map(|x| ((x["gpu_uuid"].s().to_owned(), x["time"].i().unwrap()), x)).collect();
+    let index: HashMap<(String, i64), &HashMap<String, common::Cell>> = raw
+        .iter()
+        .map(|x| ((x["gpu_uuid"].s().to_owned(), x["time"].i().unwrap()), x))
+        .collect();
     assert!(run.manifest.soft.len() >= 15);
     for s in &run.manifest.soft {
         let row = index
@@ -90,8 +112,14 @@ fn soft_errors_null_the_field_and_flag_the_row() {
         assert_eq!(row[&s.field], common::Cell::Null, "{s:?}");
         assert_eq!(row["validation_passed"], common::Cell::B(false), "{s:?}");
         let errors = row["validation_errors"].s();
-        assert!(errors.contains(&format!("{}:{}", s.field, s.kind)), "{s:?}: {errors}");
+        assert!(
+            errors.contains(&format!("{}:{}", s.field, s.kind)),
+            "{s:?}: {errors}"
+        );
     }
-    let flagged = raw.iter().filter(|x| x["validation_passed"] == common::Cell::B(false)).count();
+    let flagged = raw
+        .iter()
+        .filter(|x| x["validation_passed"] == common::Cell::B(false))
+        .count();
     assert_eq!(flagged, run.manifest.soft.len());
 }

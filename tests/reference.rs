@@ -6,7 +6,7 @@ mod common;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use common::{fixture_run, read_table, Cell};
+use common::{Cell, fixture_run, read_table};
 
 /// (output prefix, raw column, scale): written out here, not taken from the code.
 const GAUGES: &[(&str, &str, f64)] = &[
@@ -38,13 +38,23 @@ type Row = HashMap<String, Cell>;
 fn expected_bucket(rows: &[&Row], deltas: [Option<i64>; 3]) -> BTreeMap<String, Cell> {
     let mut out = BTreeMap::new();
     for (prefix, col, scale) in GAUGES {
-        let xs: Vec<f64> = rows.iter().filter_map(|r| r[*col].f()).map(|x| x * scale).collect();
+        let xs: Vec<f64> = rows
+            .iter()
+            .filter_map(|r| r[*col].f())
+            .map(|x| x * scale)
+            .collect();
         let n = xs.len() as f64;
         let cell = |v: Option<f64>| v.map_or(Cell::Null, Cell::F);
         let mean = (!xs.is_empty()).then(|| xs.iter().sum::<f64>() / n);
         out.insert(format!("{prefix}_avg"), cell(mean));
-        out.insert(format!("{prefix}_min"), cell(xs.iter().cloned().reduce(f64::min)));
-        out.insert(format!("{prefix}_max"), cell(xs.iter().cloned().reduce(f64::max)));
+        out.insert(
+            format!("{prefix}_min"),
+            cell(xs.iter().cloned().reduce(f64::min)),
+        );
+        out.insert(
+            format!("{prefix}_max"),
+            cell(xs.iter().cloned().reduce(f64::max)),
+        );
         let sd = (xs.len() >= 2).then(|| {
             let m = mean.unwrap_or(0.0);
             (xs.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / (n - 1.0)).sqrt()
@@ -52,20 +62,38 @@ fn expected_bucket(rows: &[&Row], deltas: [Option<i64>; 3]) -> BTreeMap<String, 
         out.insert(format!("{prefix}_stddev"), cell(sd));
     }
     let count = |pred: &dyn Fn(i64) -> bool| {
-        rows.iter().filter(|r| r["throttle_reasons"].i().is_some_and(pred)).count() as i64
+        rows.iter()
+            .filter(|r| r["throttle_reasons"].i().is_some_and(pred))
+            .count() as i64
     };
     out.insert("throttle_events".into(), Cell::I(count(&|t| t != 0)));
-    out.insert("thermal_throttle_events".into(), Cell::I(count(&|t| t & 0x60 != 0)));
-    out.insert("power_throttle_events".into(), Cell::I(count(&|t| t & 0x88 != 0)));
-    out.insert("power_cap_events".into(), Cell::I(count(&|t| t & 0x04 != 0)));
+    out.insert(
+        "thermal_throttle_events".into(),
+        Cell::I(count(&|t| t & 0x60 != 0)),
+    );
+    out.insert(
+        "power_throttle_events".into(),
+        Cell::I(count(&|t| t & 0x88 != 0)),
+    );
+    out.insert(
+        "power_cap_events".into(),
+        Cell::I(count(&|t| t & 0x04 != 0)),
+    );
     out.insert("sample_count".into(), Cell::I(rows.len() as i64));
     out.insert(
         "invalid_sample_count".into(),
-        Cell::I(rows.iter().filter(|r| r["validation_passed"] == Cell::B(false)).count() as i64),
+        Cell::I(
+            rows.iter()
+                .filter(|r| r["validation_passed"] == Cell::B(false))
+                .count() as i64,
+        ),
     );
     out.insert(
         "ecc_dbe_volatile_max".into(),
-        rows.iter().filter_map(|r| r["ecc_dbe_volatile"].i()).max().map_or(Cell::Null, Cell::I),
+        rows.iter()
+            .filter_map(|r| r["ecc_dbe_volatile"].i())
+            .max()
+            .map_or(Cell::Null, Cell::I),
     );
     for (k, (name, _)) in COUNTERS.iter().enumerate() {
         out.insert(name.to_string(), deltas[k].map_or(Cell::Null, Cell::I));
@@ -144,9 +172,21 @@ fn check_width(width_us: i64, table: &str) {
             }
         }
     }
-    assert!(mismatches.is_empty(), "{table}: {} mismatches, first: {:#?}", mismatches.len(), &mismatches[..mismatches.len().min(10)]);
-    let missing: Vec<_> = expected.keys().filter(|k| !seen.contains(*k)).take(5).collect();
-    assert!(missing.is_empty(), "{table}: buckets with samples but no row: {missing:?}");
+    assert!(
+        mismatches.is_empty(),
+        "{table}: {} mismatches, first: {:#?}",
+        mismatches.len(),
+        &mismatches[..mismatches.len().min(10)]
+    );
+    let missing: Vec<_> = expected
+        .keys()
+        .filter(|k| !seen.contains(*k))
+        .take(5)
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{table}: buckets with samples but no row: {missing:?}"
+    );
     assert_eq!(got.len(), expected.len());
     // The fixture covers days of a fleet: this is not a vacuous comparison.
     assert!(got.len() > 1000, "{table} has only {} rows", got.len());

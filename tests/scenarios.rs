@@ -5,7 +5,7 @@ mod common;
 
 use std::collections::HashMap;
 
-use common::{fixture_run, read_table, rfc3339_us, Cell};
+use common::{Cell, fixture_run, read_table, rfc3339_us};
 
 const DAY_US: i64 = 86_400_000_000;
 
@@ -26,12 +26,22 @@ impl Scores {
 
 fn factors(r: &Row) -> Vec<String> {
     let v: serde_json::Value = serde_json::from_str(r["degradation_factors"].s()).unwrap();
-    v["factors"].as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap().to_owned()).collect()
+    v["factors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap().to_owned())
+        .collect()
 }
 
 fn gates(r: &Row) -> Vec<String> {
     let v: serde_json::Value = serde_json::from_str(r["degradation_factors"].s()).unwrap();
-    v["gates"].as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap().to_owned()).collect()
+    v["gates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap().to_owned())
+        .collect()
 }
 
 fn lowest_dimension(r: &Row) -> &'static str {
@@ -53,7 +63,12 @@ const AT_BEST_DEGRADED: [&str; 4] = ["degraded", "poor", "critical", "fair"];
 
 fn setup() -> (Scores, &'static common::FixtureRun) {
     let run = fixture_run();
-    (Scores { rows: read_table(&run.out.join("gpu_health_scores")) }, run)
+    (
+        Scores {
+            rows: read_table(&run.out.join("gpu_health_scores")),
+        },
+        run,
+    )
 }
 
 fn scenario(run: &common::FixtureRun, name: &str) -> (String, i64) {
@@ -64,7 +79,10 @@ fn scenario(run: &common::FixtureRun, name: &str) -> (String, i64) {
         .find(|s| s.scenario == name)
         .unwrap_or_else(|| panic!("fixture lacks scenario {name}"));
     let start = rfc3339_us(&run.manifest.options.start);
-    (s.gpu_uuid.clone(), start.div_euclid(DAY_US) * DAY_US + s.day as i64 * DAY_US)
+    (
+        s.gpu_uuid.clone(),
+        start.div_euclid(DAY_US) * DAY_US + s.day as i64 * DAY_US,
+    )
 }
 
 #[test]
@@ -79,10 +97,17 @@ fn thermal_runaway_is_a_thermal_problem() {
     let (scores, run) = setup();
     let (gpu, day) = scenario(run, "thermal_runaway");
     let r = scores.day(&gpu, day);
-    assert!(["degraded", "poor", "critical"].contains(&grade(r)), "grade {}", grade(r));
+    assert!(
+        ["degraded", "poor", "critical"].contains(&grade(r)),
+        "grade {}",
+        grade(r)
+    );
     assert_eq!(lowest_dimension(r), "thermal");
     let f = factors(r);
-    assert!(f[0] == "elevated_gpu_temp" || f[0] == "thermal_throttling", "{f:?}");
+    assert!(
+        f[0] == "elevated_gpu_temp" || f[0] == "thermal_throttling",
+        "{f:?}"
+    );
     assert!(f.contains(&"thermal_throttling".to_string()), "{f:?}");
     // The day before was fine.
     assert!(["excellent", "good"].contains(&grade(scores.day(&gpu, day - DAY_US))));
@@ -94,7 +119,11 @@ fn ecc_storm_escalates_to_critical_with_uncorrectable_errors() {
     let (gpu, day) = scenario(run, "ecc_storm");
     let first = scores.day(&gpu, day);
     assert_eq!(lowest_dimension(first), "memory");
-    assert!(factors(first).contains(&"sbe_rate".to_string()), "{:?}", factors(first));
+    assert!(
+        factors(first).contains(&"sbe_rate".to_string()),
+        "{:?}",
+        factors(first)
+    );
     // The double-bit day is the last day with the storm: critical, memory at zero.
     let last_day = scores
         .rows
@@ -106,7 +135,11 @@ fn ecc_storm_escalates_to_critical_with_uncorrectable_errors() {
     let r = scores.day(&gpu, last_day);
     assert_eq!(r["memory_score"].f(), Some(0.0));
     assert_eq!(factors(r)[0], "uncorrectable_ecc");
-    assert!(gates(r).contains(&"volatile_dbe".to_string()), "{:?}", gates(r));
+    assert!(
+        gates(r).contains(&"volatile_dbe".to_string()),
+        "{:?}",
+        gates(r)
+    );
     assert!(r["ecc_dbe_increase"].i().unwrap() > 0);
 }
 
@@ -115,7 +148,11 @@ fn power_brake_is_a_power_problem() {
     let (scores, run) = setup();
     let (gpu, day) = scenario(run, "power_brake");
     let r = scores.day(&gpu, day);
-    assert!(AT_BEST_DEGRADED.contains(&grade(r)) && grade(r) != "fair", "grade {}", grade(r));
+    assert!(
+        AT_BEST_DEGRADED.contains(&grade(r)) && grade(r) != "fair",
+        "grade {}",
+        grade(r)
+    );
     assert_eq!(lowest_dimension(r), "power");
     assert_eq!(factors(r)[0], "power_brake");
     assert!(gates(r).contains(&"fault_clock_events".to_string()));
@@ -127,9 +164,16 @@ fn a_gpu_that_falls_off_the_bus_is_critical() {
     let (gpu, day) = scenario(run, "fell_off_bus");
     let r = scores.day(&gpu, day);
     assert_eq!(grade(r), "critical");
-    assert!(factors(r).contains(&"data_gap".to_string()), "{:?}", factors(r));
+    assert!(
+        factors(r).contains(&"data_gap".to_string()),
+        "{:?}",
+        factors(r)
+    );
     let g = gates(r);
-    assert!(g.contains(&"stopped_reporting".to_string()) || g.contains(&"critical_xid".to_string()), "{g:?}");
+    assert!(
+        g.contains(&"stopped_reporting".to_string()) || g.contains(&"critical_xid".to_string()),
+        "{g:?}"
+    );
     // It stays critical on the following days, when it sends nothing at all.
     let later = scores.day(&gpu, day + DAY_US);
     assert_eq!(grade(later), "critical");
@@ -141,7 +185,12 @@ fn a_counter_reset_is_not_an_ecc_storm() {
     let (scores, run) = setup();
     let (gpu, day) = scenario(run, "counter_reset");
     let r = scores.day(&gpu, day);
-    assert!(["excellent", "good"].contains(&grade(r)), "grade {} {:?}", grade(r), factors(r));
+    assert!(
+        ["excellent", "good"].contains(&grade(r)),
+        "grade {} {:?}",
+        grade(r),
+        factors(r)
+    );
     // Independent check of the day's SBE increase from the raw rows.
     let raw = read_table(&run.out.join("gpu_metrics"));
     let mut rows: Vec<_> = raw.iter().filter(|x| x["gpu_uuid"].s() == gpu).collect();
@@ -173,14 +222,23 @@ fn a_slow_gpu_shows_low_clocks_under_load() {
     for r in scores.rows.iter().filter(|r| r["gpu_uuid"].s() == gpu) {
         assert_eq!(factors(r)[0], "low_clocks_under_load");
         assert_eq!(lowest_dimension(r), "performance");
-        assert!(["fair", "degraded", "poor"].contains(&grade(r)), "grade {}", grade(r));
+        assert!(
+            ["fair", "degraded", "poor"].contains(&grade(r)),
+            "grade {}",
+            grade(r)
+        );
     }
 }
 
 #[test]
 fn healthy_gpus_grade_excellent_or_good() {
     let (scores, run) = setup();
-    let faulty: Vec<&str> = run.manifest.scenarios.iter().map(|s| s.gpu_uuid.as_str()).collect();
+    let faulty: Vec<&str> = run
+        .manifest
+        .scenarios
+        .iter()
+        .map(|s| s.gpu_uuid.as_str())
+        .collect();
     let mut checked = 0;
     for r in &scores.rows {
         if faulty.contains(&r["gpu_uuid"].s()) {

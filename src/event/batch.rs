@@ -11,7 +11,7 @@ use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::RecordBatch;
 
 use super::decode::RawSample;
-use super::schema::{raw_schema, Kind, METRICS};
+use super::schema::{Kind, METRICS, raw_schema};
 
 enum MetricBuilder {
     Float(Float64Builder),

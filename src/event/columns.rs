@@ -4,7 +4,7 @@
 use datafusion::arrow::array::{Array, AsArray, BooleanArray, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{Float64Type, Int64Type, TimestampMicrosecondType};
 
-use super::schema::{Kind, IDENTITY, METRICS};
+use super::schema::{IDENTITY, Kind, METRICS};
 
 /// One metric column, read as `f64`.
 pub enum MetricColumnRef<'a> {
@@ -60,7 +60,10 @@ impl<'a> RawColumns<'a> {
             })
             .collect();
         RawColumns {
-            time: batch.column(0).as_primitive::<TimestampMicrosecondType>().values(),
+            time: batch
+                .column(0)
+                .as_primitive::<TimestampMicrosecondType>()
+                .values(),
             gpu_uuid: batch.column(1).as_string::<i32>(),
             hostname: batch.column(2).as_string::<i32>(),
             gpu_model: batch.column(5).as_string::<i32>(),

@@ -6,8 +6,8 @@
 //! (NULL + reason). Only a message that cannot be placed at all (no GPU, host or time)
 //! is a hard error.
 
-use std::borrow::Cow;
 use ahash::AHashMap as HashMap;
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::LazyLock;
 
@@ -17,7 +17,7 @@ use super::dead_letter::DeadReason;
 use super::schema::{Kind, METRICS, N_METRICS};
 
 /// A soft validation failure of one metric: the value is stored as NULL.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum SoftReason {
     WrongType,
     NotFinite,
@@ -90,7 +90,9 @@ pub fn decode<'a>(value: &'a [u8], limits: &DecodeLimits) -> Decoded<'a> {
         );
     }
     let mut de = serde_json::Deserializer::from_slice(value);
-    let parsed = EnvelopeSeed.deserialize(&mut de).and_then(|e| de.end().map(|_| e));
+    let parsed = EnvelopeSeed
+        .deserialize(&mut de)
+        .and_then(|e| de.end().map(|_| e));
     let env = match parsed {
         Ok(env) => env,
         Err(err) => return classify_parse_error(value, err),
@@ -129,7 +131,7 @@ fn build_sample<'a>(env: Envelope<'a>, limits: &DecodeLimits) -> Decoded<'a> {
             return dead(
                 DeadReason::InvalidGpuUuid,
                 format!("{:?} is not a GPU or MIG UUID", truncate(&s)),
-            )
+            );
         }
         TextField::Ok(s) => s,
     };
@@ -140,13 +142,13 @@ fn build_sample<'a>(env: Envelope<'a>, limits: &DecodeLimits) -> Decoded<'a> {
             return dead(
                 DeadReason::InvalidHostname,
                 format!("{:?} is not a hostname", truncate(&s)),
-            )
+            );
         }
         TextField::Ok(s) => s,
     };
     let time_us = match env.time.as_ref() {
         None | Some(Leaf::Null) => {
-            return dead(DeadReason::MissingTimestamp, "no timestamp or time field")
+            return dead(DeadReason::MissingTimestamp, "no timestamp or time field");
         }
         Some(leaf) => match parse_time(leaf) {
             Ok(t) => t,
@@ -219,7 +221,8 @@ fn valid_gpu_uuid(s: &str) -> bool {
     match rest {
         Some(r) => {
             (8..=60).contains(&r.len())
-                && r.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-' || b == b'/')
+                && r.bytes()
+                    .all(|b| b.is_ascii_hexdigit() || b == b'-' || b == b'/')
         }
         None => false,
     }
@@ -303,9 +306,8 @@ fn parse_time(leaf: &Leaf) -> Result<i64, String> {
             .and_then(|m| m.checked_mul(1000))
             .ok_or_else(|| format!("epoch milliseconds {ms} out of range")),
         Leaf::F(f) if f.fract() == 0.0 && f.abs() < 1e15 => Ok(*f as i64 * 1000),
-        Leaf::S(s) => parse_rfc3339(s).ok_or_else(|| {
-            format!("{:?} is not RFC 3339 with an offset", truncate(s))
-        }),
+        Leaf::S(s) => parse_rfc3339(s)
+            .ok_or_else(|| format!("{:?} is not RFC 3339 with an offset", truncate(s))),
         _ => Err("expected RFC 3339 text or integer epoch milliseconds".into()),
     }
 }
@@ -331,7 +333,12 @@ fn fast_rfc3339_utc(b: &[u8]) -> Option<i64> {
     let num = |from: usize, len: usize| -> Option<i64> {
         (from..from + len).try_fold(0i64, |acc, i| Some(acc * 10 + d(i)?))
     };
-    if b[4] != b'-' || b[7] != b'-' || !(b[10] == b'T' || b[10] == b't') || b[13] != b':' || b[16] != b':' {
+    if b[4] != b'-'
+        || b[7] != b'-'
+        || !(b[10] == b'T' || b[10] == b't')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
         return None;
     }
     let (year, month, day) = (num(0, 4)?, num(5, 2)?, num(8, 2)?);
@@ -355,7 +362,9 @@ fn fast_rfc3339_utc(b: &[u8]) -> Option<i64> {
         }
     }
     let date = chrono::NaiveDate::from_ymd_opt(year as i32, month as u32, day as u32)?;
-    let days = date.signed_duration_since(chrono::NaiveDate::from_ymd_opt(1970, 1, 1)?).num_days();
+    let days = date
+        .signed_duration_since(chrono::NaiveDate::from_ymd_opt(1970, 1, 1)?)
+        .num_days();
     Some(((days * 86_400 + hour * 3600 + min * 60 + sec) * 1_000_000) + micros)
 }
 
@@ -510,14 +519,13 @@ static TOP_KEYS: LazyLock<HashMap<&'static str, Slot>> = LazyLock::new(|| {
 });
 
 /// (section, field) of the nested shape -> metric index.
-static NESTED_KEYS: LazyLock<HashMap<(&'static str, &'static str), usize>> =
-    LazyLock::new(|| {
-        METRICS
-            .iter()
-            .enumerate()
-            .map(|(i, c)| (c.nested, i))
-            .collect()
-    });
+static NESTED_KEYS: LazyLock<HashMap<(&'static str, &'static str), usize>> = LazyLock::new(|| {
+    METRICS
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.nested, i))
+        .collect()
+});
 
 fn nested_id(section: &str, key: &str) -> Option<usize> {
     match (section, key) {
@@ -567,11 +575,18 @@ impl<'de> Visitor<'de> for EnvelopeVisitor {
                     env.metrics[*i] = Some(map.next_value()?);
                     env.nested_metric[*i] = false;
                 }
-                Some(Slot::Gpu) => map.next_value_seed(Section { name: "gpu", env: &mut env })?,
-                Some(Slot::Host) => map.next_value_seed(Section { name: "host", env: &mut env })?,
-                Some(Slot::Collection) => {
-                    map.next_value_seed(Section { name: "collection", env: &mut env })?
-                }
+                Some(Slot::Gpu) => map.next_value_seed(Section {
+                    name: "gpu",
+                    env: &mut env,
+                })?,
+                Some(Slot::Host) => map.next_value_seed(Section {
+                    name: "host",
+                    env: &mut env,
+                })?,
+                Some(Slot::Collection) => map.next_value_seed(Section {
+                    name: "collection",
+                    env: &mut env,
+                })?,
                 Some(Slot::Metrics) => map.next_value_seed(MetricsSection { env: &mut env })?,
             }
         }
@@ -643,7 +658,10 @@ impl<'de> Visitor<'de> for MetricsSection<'_, 'de> {
                     continue;
                 }
             };
-            map.next_value_seed(Section { name, env: &mut *self.env })?;
+            map.next_value_seed(Section {
+                name,
+                env: &mut *self.env,
+            })?;
         }
         Ok(())
     }
@@ -652,7 +670,7 @@ impl<'de> Visitor<'de> for MetricsSection<'_, 'de> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::schema::{metric_index, FB_USED, GPU_TEMP, POWER};
+    use crate::event::schema::{FB_USED, GPU_TEMP, POWER, metric_index};
 
     fn limits() -> DecodeLimits {
         DecodeLimits {
@@ -719,7 +737,10 @@ mod tests {
         let a = parse_rfc3339("2026-02-11T12:30:00+02:00").unwrap();
         let b = parse_rfc3339("2026-02-11T10:30:00Z").unwrap();
         assert_eq!(a, b);
-        assert_eq!(parse_rfc3339("2026-02-11T10:30:00.5Z").unwrap(), b + 500_000);
+        assert_eq!(
+            parse_rfc3339("2026-02-11T10:30:00.5Z").unwrap(),
+            b + 500_000
+        );
         assert!(parse_rfc3339("2026-02-30T10:30:00Z").is_none());
     }
 
@@ -730,7 +751,11 @@ mod tests {
                "gpu_temp":"64","memory_temp":"NaN","power_usage":-5,"sm_active":1.7,
                "ecc_sbe_aggregate":-1,"throttle_reasons":4.5}"#,
         );
-        let mut got: Vec<_> = s.errors.iter().map(|(i, r)| (METRICS[*i].name, *r)).collect();
+        let mut got: Vec<_> = s
+            .errors
+            .iter()
+            .map(|(i, r)| (METRICS[*i].name, *r))
+            .collect();
         got.sort();
         assert_eq!(
             got,
@@ -751,14 +776,38 @@ mod tests {
         assert_eq!(reason(r#"{"time": "#), DeadReason::NotJson);
         assert_eq!(reason("[1,2]"), DeadReason::NotObject);
         assert_eq!(reason("42"), DeadReason::NotObject);
-        assert_eq!(reason(r#"{"time":1,"hostname":"h"}"#), DeadReason::MissingGpuUuid);
-        assert_eq!(reason(r#"{"time":1,"gpu_uuid":"nope","hostname":"h"}"#), DeadReason::InvalidGpuUuid);
-        assert_eq!(reason(r#"{"time":1,"gpu_uuid":"GPU-12345678"}"#), DeadReason::MissingHostname);
-        assert_eq!(reason(r#"{"gpu_uuid":"GPU-12345678","hostname":"h"}"#), DeadReason::MissingTimestamp);
-        assert_eq!(reason(r#"{"time":"yesterday","gpu_uuid":"GPU-12345678","hostname":"h"}"#), DeadReason::InvalidTimestamp);
-        assert_eq!(reason(r#"{"time":"1999-12-31T23:59:59Z","gpu_uuid":"GPU-12345678","hostname":"h"}"#), DeadReason::TimestampTooOld);
-        assert_eq!(reason(r#"{"time":"2099-01-01T00:00:00Z","gpu_uuid":"GPU-12345678","hostname":"h"}"#), DeadReason::TimestampInFuture);
-        assert_eq!(reason(r#"{"time":1770805800000,"gpu":"x","gpu_uuid":"GPU-12345678","hostname":"h"}"#), DeadReason::Malformed);
+        assert_eq!(
+            reason(r#"{"time":1,"hostname":"h"}"#),
+            DeadReason::MissingGpuUuid
+        );
+        assert_eq!(
+            reason(r#"{"time":1,"gpu_uuid":"nope","hostname":"h"}"#),
+            DeadReason::InvalidGpuUuid
+        );
+        assert_eq!(
+            reason(r#"{"time":1,"gpu_uuid":"GPU-12345678"}"#),
+            DeadReason::MissingHostname
+        );
+        assert_eq!(
+            reason(r#"{"gpu_uuid":"GPU-12345678","hostname":"h"}"#),
+            DeadReason::MissingTimestamp
+        );
+        assert_eq!(
+            reason(r#"{"time":"yesterday","gpu_uuid":"GPU-12345678","hostname":"h"}"#),
+            DeadReason::InvalidTimestamp
+        );
+        assert_eq!(
+            reason(r#"{"time":"1999-12-31T23:59:59Z","gpu_uuid":"GPU-12345678","hostname":"h"}"#),
+            DeadReason::TimestampTooOld
+        );
+        assert_eq!(
+            reason(r#"{"time":"2099-01-01T00:00:00Z","gpu_uuid":"GPU-12345678","hostname":"h"}"#),
+            DeadReason::TimestampInFuture
+        );
+        assert_eq!(
+            reason(r#"{"time":1770805800000,"gpu":"x","gpu_uuid":"GPU-12345678","hostname":"h"}"#),
+            DeadReason::Malformed
+        );
         let big = format!(r#"{{"pad":"{}"}}"#, "x".repeat(2 << 20));
         assert_eq!(reason(&big), DeadReason::TooLarge);
     }

@@ -8,7 +8,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 
 use super::batch::RawBatchBuilder;
 use super::dead_letter::{DeadLetter, DeadReason};
-use super::decode::{decode, DecodeLimits, Decoded, SoftReason};
+use super::decode::{DecodeLimits, Decoded, SoftReason, decode};
 use super::schema::raw_schema;
 use crate::dump::Message;
 
@@ -27,11 +27,10 @@ fn soft_index(r: SoftReason) -> usize {
     SoftReason::ALL.iter().position(|x| *x == r).unwrap_or(0)
 }
 
-fn decode_chunk(
-    msgs: &[Message],
-    base: usize,
-    limits: &DecodeLimits,
-) -> Result<(RecordBatch, Vec<usize>, Vec<DeadLetter>, [u64; 3])> {
+/// One thread's share: (raw rows, their message indexes, dead letters, soft counts).
+type ChunkOutput = (RecordBatch, Vec<usize>, Vec<DeadLetter>, [u64; 3]);
+
+fn decode_chunk(msgs: &[Message], base: usize, limits: &DecodeLimits) -> Result<ChunkOutput> {
     let mut builder = RawBatchBuilder::with_capacity(msgs.len());
     let mut rows = Vec::with_capacity(msgs.len());
     let mut dead = Vec::new();
@@ -53,7 +52,11 @@ fn decode_chunk(
 }
 
 /// Decodes a micro-batch on up to `threads` threads.
-pub fn decode_batch(msgs: &[Message], limits: &DecodeLimits, threads: usize) -> Result<DecodedBatch> {
+pub fn decode_batch(
+    msgs: &[Message],
+    limits: &DecodeLimits,
+    threads: usize,
+) -> Result<DecodedBatch> {
     let threads = threads.max(1).min(msgs.len().div_ceil(4096).max(1));
     let parts: Vec<Result<_>> = if threads == 1 {
         vec![decode_chunk(msgs, 0, limits)]
@@ -67,7 +70,10 @@ pub fn decode_batch(msgs: &[Message], limits: &DecodeLimits, threads: usize) -> 
                 .collect();
             handles
                 .into_iter()
-                .map(|h| h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("decoder thread panicked"))))
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(anyhow::anyhow!("decoder thread panicked")))
+                })
                 .collect()
         })
     };
@@ -85,7 +91,9 @@ pub fn decode_batch(msgs: &[Message], limits: &DecodeLimits, threads: usize) -> 
         }
     }
     let raw = if batches.len() == 1 {
-        batches.pop().unwrap_or_else(|| RecordBatch::new_empty(raw_schema()))
+        batches
+            .pop()
+            .unwrap_or_else(|| RecordBatch::new_empty(raw_schema()))
     } else {
         concat_batches(&raw_schema(), &batches).context("concatenating decoded batches")?
     };

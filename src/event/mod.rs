@@ -10,4 +10,4 @@ pub mod schema;
 
 pub use batch::RawBatchBuilder;
 pub use dead_letter::{DeadLetter, DeadReason};
-pub use decode::{decode, DecodeLimits, Decoded, RawSample, SoftReason};
+pub use decode::{DecodeLimits, Decoded, RawSample, SoftReason, decode};

@@ -11,8 +11,8 @@ use std::collections::VecDeque;
 
 use super::limits::limits_for;
 use super::model::{
-    score_day, slope, DayFeatures, DayScore, CRITICAL_XIDS, DETACHED_DAY_SHARE, FAULT_BITS,
-    LOADED_SM_ACTIVE, NORMAL_BITS, POWER_FAULT_BITS, THERMAL_BITS,
+    CRITICAL_XIDS, DETACHED_DAY_SHARE, DayFeatures, DayScore, FAULT_BITS, LOADED_SM_ACTIVE,
+    NORMAL_BITS, POWER_FAULT_BITS, THERMAL_BITS, score_day, slope,
 };
 use crate::event::columns::RawColumns;
 use crate::event::schema::{
@@ -209,7 +209,9 @@ impl HealthTracker {
             }
             let h = &mut self.gpus[gpu as usize];
             h.first_seen_us = Some(h.first_seen_us.map_or(t, |f| f.min(t)));
-            let Some(acc) = self.acc(gpu, day) else { continue };
+            let Some(acc) = self.acc(gpu, day) else {
+                continue;
+            };
             acc.samples += 1;
             if !cols.validation_passed.value(row) {
                 acc.invalid += 1;
@@ -230,10 +232,10 @@ impl HealthTracker {
             if let Some(v) = m[POWER].get(row) {
                 acc.power.push(v);
             }
-            if let (Some(a), Some(c)) = (m[SM_ACTIVE].get(row), m[SM_CLOCK].get(row)) {
-                if a >= LOADED_SM_ACTIVE {
-                    acc.loaded_clock.push(c);
-                }
+            if let (Some(a), Some(c)) = (m[SM_ACTIVE].get(row), m[SM_CLOCK].get(row))
+                && a >= LOADED_SM_ACTIVE
+            {
+                acc.loaded_clock.push(c);
             }
             if let Some(r) = m[THROTTLE].get_i64(row) {
                 acc.throttle_known += 1;
@@ -288,7 +290,12 @@ impl HealthTracker {
         self.close_until(last_day + 1, gpus, Some(end))
     }
 
-    fn close_until(&mut self, close_before: i64, gpus: &[GpuInfo], input_end: Option<i64>) -> Vec<ScoredDay> {
+    fn close_until(
+        &mut self,
+        close_before: i64,
+        gpus: &[GpuInfo],
+        input_end: Option<i64>,
+    ) -> Vec<ScoredDay> {
         let mut out = Vec::new();
         if close_before <= self.closed_before_day {
             return out;
@@ -307,7 +314,9 @@ impl HealthTracker {
         let n_slots = self.n_slots();
         for day in from..close_before {
             for g in 0..self.gpus.len() {
-                let Some(first_seen) = self.gpus[g].first_seen_us else { continue };
+                let Some(first_seen) = self.gpus[g].first_seen_us else {
+                    continue;
+                };
                 if first_seen >= (day + 1) * DAY_US {
                     continue;
                 }
@@ -355,10 +364,19 @@ impl HealthTracker {
         let day_start = acc.day * DAY_US;
         let day_end = day_start + DAY_US;
         let span_start = first_seen_us.max(day_start);
-        let span_end = input_end.map_or(day_end, |e| e.min(day_end)).max(span_start);
+        let span_end = input_end
+            .map_or(day_end, |e| e.min(day_end))
+            .max(span_start);
         let slot_of = |t: i64| ((t - day_start) / self.interval_us) as usize;
-        let (s0, s1) = (slot_of(span_start), slot_of(span_end).max(slot_of(span_start) + 1));
-        let filled = |s: usize| acc.slots.get(s / 64).is_some_and(|w| w & (1 << (s % 64)) != 0);
+        let (s0, s1) = (
+            slot_of(span_start),
+            slot_of(span_end).max(slot_of(span_start) + 1),
+        );
+        let filled = |s: usize| {
+            acc.slots
+                .get(s / 64)
+                .is_some_and(|w| w & (1 << (s % 64)) != 0)
+        };
         let mut covered = 0usize;
         let mut longest = 0usize;
         let mut run = 0usize;
@@ -377,8 +395,8 @@ impl HealthTracker {
         // Detached: quiet for more than half the day after having reported.
         let reported_before = first_seen_us < day_start || acc.samples > 0;
         let quiet_from = acc.last_t.unwrap_or(day_start).max(span_start);
-        let detached = reported_before
-            && (span_end - quiet_from) as f64 > DETACHED_DAY_SHARE * DAY_US as f64;
+        let detached =
+            reported_before && (span_end - quiet_from) as f64 > DETACHED_DAY_SHARE * DAY_US as f64;
         let share = |n: u64| {
             if acc.throttle_known == 0 {
                 0.0
@@ -432,7 +450,9 @@ impl HealthTracker {
     pub fn state_bytes(&self) -> usize {
         self.gpus
             .iter()
-            .map(|g| g.open.len() * (std::mem::size_of::<DayAcc>() + 2 * (380 * 2 + 1000 + 500) + 8 * 14))
+            .map(|g| {
+                g.open.len() * (std::mem::size_of::<DayAcc>() + 2 * (380 * 2 + 1000 + 500) + 8 * 14)
+            })
             .sum()
     }
 }

@@ -71,7 +71,9 @@ pub const UNKNOWN_MODEL: ModelLimits = ModelLimits {
 
 /// Limits for a reported model string.
 pub fn limits_for(model: Option<&str>) -> ModelLimits {
-    let Some(model) = model else { return UNKNOWN_MODEL };
+    let Some(model) = model else {
+        return UNKNOWN_MODEL;
+    };
     TABLE
         .iter()
         .find(|(keys, _)| keys.iter().any(|k| model.contains(k)))
@@ -85,10 +87,19 @@ mod tests {
 
     #[test]
     fn model_strings_map_to_their_rows() {
-        assert_eq!(limits_for(Some("NVIDIA H100 80GB HBM3")).power_limit_w, 700.0);
+        assert_eq!(
+            limits_for(Some("NVIDIA H100 80GB HBM3")).power_limit_w,
+            700.0
+        );
         assert_eq!(limits_for(Some("NVIDIA H100 PCIe")).power_limit_w, 350.0);
-        assert_eq!(limits_for(Some("NVIDIA A100-SXM4-80GB")).power_limit_w, 400.0);
-        assert_eq!(limits_for(Some("NVIDIA A100 80GB PCIe")).power_limit_w, 300.0);
+        assert_eq!(
+            limits_for(Some("NVIDIA A100-SXM4-80GB")).power_limit_w,
+            400.0
+        );
+        assert_eq!(
+            limits_for(Some("NVIDIA A100 80GB PCIe")).power_limit_w,
+            300.0
+        );
         assert_eq!(limits_for(Some("Tesla V100")), UNKNOWN_MODEL);
         assert_eq!(limits_for(None), UNKNOWN_MODEL);
     }

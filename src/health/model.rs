@@ -232,39 +232,97 @@ pub fn score_day(f: &DayFeatures) -> DayScore {
         "elevated_gpu_temp",
         Thermal,
         f.gpu_temp_p95,
-        (lim.slowdown_temp_c - GPU_TEMP_WARN_BELOW_SLOWDOWN, lim.slowdown_temp_c, GPU_TEMP_PENALTY),
+        (
+            lim.slowdown_temp_c - GPU_TEMP_WARN_BELOW_SLOWDOWN,
+            lim.slowdown_temp_c,
+            GPU_TEMP_PENALTY,
+        ),
     );
     s.penalise(
         "elevated_memory_temp",
         Thermal,
         f.memory_temp_p95,
-        (lim.memory_max_temp_c - MEM_TEMP_WARN_BELOW_MAX, lim.memory_max_temp_c, MEM_TEMP_PENALTY),
+        (
+            lim.memory_max_temp_c - MEM_TEMP_WARN_BELOW_MAX,
+            lim.memory_max_temp_c,
+            MEM_TEMP_PENALTY,
+        ),
     );
-    s.penalise("thermal_throttling", Thermal, Some(f.thermal_share), THERMAL_SHARE);
-    s.penalise("power_brake", Power, Some(f.power_fault_share), POWER_BRAKE_SHARE);
+    s.penalise(
+        "thermal_throttling",
+        Thermal,
+        Some(f.thermal_share),
+        THERMAL_SHARE,
+    );
+    s.penalise(
+        "power_brake",
+        Power,
+        Some(f.power_fault_share),
+        POWER_BRAKE_SHARE,
+    );
     s.penalise(
         "power_over_limit",
         Power,
         f.power_p95.map(|p| p / lim.power_limit_w),
         POWER_OVER_LIMIT,
     );
-    s.penalise("sbe_rate", Memory, f.sbe_increase.map(|v| v as f64), SBE_PER_DAY);
-    s.penalise("uncorrectable_ecc", Memory, f.dbe_increase.map(|v| v as f64), DBE_PER_DAY);
-    s.penalise("retired_pages", Memory, f.retired_increase.map(|v| v as f64), RETIRED_PER_DAY);
-    s.penalise("low_clocks_under_load", Performance, f.loaded_clock_ratio, LOADED_CLOCK_RATIO);
-    s.penalise("throttled", Performance, Some(f.throttled_share), THROTTLED_SHARE);
+    s.penalise(
+        "sbe_rate",
+        Memory,
+        f.sbe_increase.map(|v| v as f64),
+        SBE_PER_DAY,
+    );
+    s.penalise(
+        "uncorrectable_ecc",
+        Memory,
+        f.dbe_increase.map(|v| v as f64),
+        DBE_PER_DAY,
+    );
+    s.penalise(
+        "retired_pages",
+        Memory,
+        f.retired_increase.map(|v| v as f64),
+        RETIRED_PER_DAY,
+    );
+    s.penalise(
+        "low_clocks_under_load",
+        Performance,
+        f.loaded_clock_ratio,
+        LOADED_CLOCK_RATIO,
+    );
+    s.penalise(
+        "throttled",
+        Performance,
+        Some(f.throttled_share),
+        THROTTLED_SHARE,
+    );
     s.penalise("data_gap", Reliability, Some(f.coverage), COVERAGE);
-    s.penalise("dbe_history", Reliability, Some(f.dbe_days_30 as f64), DBE_DAYS_30);
-    s.penalise("invalid_telemetry", Reliability, Some(f.invalid_share), INVALID_SHARE);
+    s.penalise(
+        "dbe_history",
+        Reliability,
+        Some(f.dbe_days_30 as f64),
+        DBE_DAYS_30,
+    );
+    s.penalise(
+        "invalid_telemetry",
+        Reliability,
+        Some(f.invalid_share),
+        INVALID_SHARE,
+    );
 
     let dim = |i: usize| (100.0 - s.lost[i]).clamp(0.0, 100.0);
-    let (thermal, power, memory, performance, reliability) = (dim(0), dim(1), dim(2), dim(3), dim(4));
+    let (thermal, power, memory, performance, reliability) =
+        (dim(0), dim(1), dim(2), dim(3), dim(4));
     let weighted = thermal * W_THERMAL
         + power * W_POWER
         + memory * W_MEMORY
         + performance * W_PERFORMANCE
         + reliability * W_RELIABILITY;
-    let lowest = thermal.min(power).min(memory).min(performance).min(reliability);
+    let lowest = thermal
+        .min(power)
+        .min(memory)
+        .min(performance)
+        .min(reliability);
     let mut overall = weighted.min(lowest + LOWEST_DIMENSION_MARGIN);
 
     let gates = gates(f);

@@ -31,9 +31,13 @@ pub enum Sink {
 impl Sink {
     pub fn from_config(cfg: &SinkConfig) -> Result<Self> {
         match cfg {
-            SinkConfig::Parquet { path, rows_per_file } => {
-                Ok(Sink::Parquet(ParquetSink::create(path.as_ref(), *rows_per_file)?))
-            }
+            SinkConfig::Parquet {
+                path,
+                rows_per_file,
+            } => Ok(Sink::Parquet(ParquetSink::create(
+                path.as_ref(),
+                *rows_per_file,
+            )?)),
         }
     }
 

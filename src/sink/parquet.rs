@@ -62,12 +62,17 @@ impl Dataset {
         }
         if self.writer.is_none() {
             let path = self.dir.join(format!("part-{:05}.parquet", self.files));
-            let file = File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+            let file =
+                File::create(&path).with_context(|| format!("creating {}", path.display()))?;
             let props = WriterProperties::builder()
                 .set_compression(Compression::SNAPPY)
                 .set_max_row_group_row_count(Some(256 * 1024))
                 .build();
-            self.writer = Some(ArrowWriter::try_new(file, self.schema.clone(), Some(props))?);
+            self.writer = Some(ArrowWriter::try_new(
+                file,
+                self.schema.clone(),
+                Some(props),
+            )?);
             self.files += 1;
             self.file_rows = 0;
         }

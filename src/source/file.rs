@@ -7,7 +7,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
-use crate::dump::{open_dump, DumpRecord, Message};
+use crate::dump::{DumpRecord, Message, open_dump};
 
 /// The bundled fixture (see `fixtures/README.md` for the command that made it).
 pub const EMBEDDED_FIXTURE: &[u8] = include_bytes!("../../fixtures/fleet-16gpu-3d.jsonl.zst");
@@ -63,7 +63,10 @@ impl FileSource {
                 continue;
             }
             let rec: DumpRecord = serde_json::from_str(&self.line).with_context(|| {
-                format!("{} line {}: not a topic-dump record", self.name, self.line_no)
+                format!(
+                    "{} line {}: not a topic-dump record",
+                    self.name, self.line_no
+                )
             })?;
             let value = rec
                 .value_bytes()

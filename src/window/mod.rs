@@ -13,5 +13,5 @@ pub mod rollup;
 pub mod stats;
 pub mod watermark;
 
-pub use bucket::{bucket_start, Width};
+pub use bucket::{Width, bucket_start};
 pub use operator::{Admission, WindowConfig, WindowOperator};

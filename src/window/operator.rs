@@ -17,11 +17,11 @@ use anyhow::{Context, Result};
 use datafusion::arrow::array::Array;
 use datafusion::arrow::record_batch::RecordBatch;
 
-use super::bucket::{bucket_start, Width, MINUTE_US};
-use super::counter::{CounterTrack, CounterValues, COUNTERS, N_COUNTERS};
+use super::bucket::{MINUTE_US, Width, bucket_start};
+use super::counter::{COUNTERS, CounterTrack, CounterValues, N_COUNTERS};
 use super::partial::{InputColumns, PartialAggregator};
-use super::rollup::{BucketState, RollupBuilder, ROLLUP_METRICS};
-use super::watermark::{Watermarks, NO_WATERMARK};
+use super::rollup::{BucketState, ROLLUP_METRICS, RollupBuilder};
+use super::watermark::{NO_WATERMARK, Watermarks};
 use crate::event::columns::RawColumns;
 use crate::event::schema::{ECC_DBE_VOLATILE, THROTTLE};
 
@@ -211,7 +211,10 @@ impl WindowOperator {
         let mut behind_watermark = 0;
         for row in 0..n {
             let t = cols.time[row];
-            let model = cols.gpu_model.is_valid(row).then(|| cols.gpu_model.value(row));
+            let model = cols
+                .gpu_model
+                .is_valid(row)
+                .then(|| cols.gpu_model.value(row));
             let gpu = self.intern(cols.gpu_uuid.value(row), cols.hostname.value(row), model);
             admission.gpu.push(gpu);
             // The watermark moves row by row, so that what counts as late does not
@@ -259,11 +262,7 @@ impl WindowOperator {
                 .context("partial aggregation in DataFusion")?;
             for p in partials {
                 let q = bucket_start(p.bucket_start_us, Width::FifteenMinutes.micros());
-                self.w15
-                    .open
-                    .entry((q, p.gpu))
-                    .or_default()
-                    .merge(&p.state);
+                self.w15.open.entry((q, p.gpu)).or_default().merge(&p.state);
                 self.w1
                     .open
                     .entry((p.bucket_start_us, p.gpu))
@@ -310,8 +309,7 @@ impl WindowOperator {
             watermark,
             ..Default::default()
         };
-        if watermark <= self.emitted_upto && self.w1.dirty.is_empty() && self.w15.dirty.is_empty()
-        {
+        if watermark <= self.emitted_upto && self.w1.dirty.is_empty() && self.w15.dirty.is_empty() {
             return Ok(out);
         }
         let horizon = self.cfg.late_horizon_us;
@@ -326,13 +324,19 @@ impl WindowOperator {
             let lo = self.emitted_upto.saturating_sub(w).saturating_add(1);
             let hi = watermark.saturating_sub(w).saturating_add(1);
             let mut keys: Vec<(i64, u32)> = if hi > lo {
-                windows.open.range((lo, 0)..(hi, 0)).map(|(k, _)| *k).collect()
+                windows
+                    .open
+                    .range((lo, 0)..(hi, 0))
+                    .map(|(k, _)| *k)
+                    .collect()
             } else {
                 Vec::new()
             };
             keys.extend(std::mem::take(&mut windows.dirty));
             for key in keys {
-                let Some(state) = windows.open.get_mut(&key) else { continue };
+                let Some(state) = windows.open.get_mut(&key) else {
+                    continue;
+                };
                 let (start, gpu) = key;
                 let deltas = tracks[gpu as usize].delta(start, start + w);
                 if width == Width::OneMinute {
@@ -354,7 +358,10 @@ impl WindowOperator {
                 updates.append(start, &info.uuid, &info.hostname, state, &deltas);
             }
             // Expired: end + horizon <= watermark; they can no longer change.
-            let expire_before = watermark.saturating_sub(horizon).saturating_sub(w).saturating_add(1);
+            let expire_before = watermark
+                .saturating_sub(horizon)
+                .saturating_sub(w)
+                .saturating_add(1);
             let mut finals = RollupBuilder::default();
             while let Some(entry) = windows.open.first_entry() {
                 if entry.key().0 >= expire_before {

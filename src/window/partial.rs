@@ -8,7 +8,9 @@ use std::sync::Arc;
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int64Array, RecordBatch, UInt32Array,
 };
-use datafusion::arrow::datatypes::{DataType, Field, Float64Type, Int64Type, Schema, SchemaRef, UInt32Type};
+use datafusion::arrow::datatypes::{
+    DataType, Field, Float64Type, Int64Type, Schema, SchemaRef, UInt32Type,
+};
 use datafusion::error::Result as DfResult;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
@@ -108,11 +110,7 @@ fn i64_at(col: &ArrayRef, row: usize) -> Option<i64> {
 
 fn f64_at(col: &ArrayRef, row: usize) -> f64 {
     let a = col.as_primitive::<Float64Type>();
-    if a.is_valid(row) {
-        a.value(row)
-    } else {
-        0.0
-    }
+    if a.is_valid(row) { a.value(row) } else { 0.0 }
 }
 
 fn read_partials(b: &RecordBatch, out: &mut Vec<Partial>) {

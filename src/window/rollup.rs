@@ -94,7 +94,11 @@ pub fn rollup_schema() -> SchemaRef {
     ];
     for m in ROLLUP_METRICS {
         for s in STAT_SUFFIXES {
-            fields.push(Field::new(format!("{}_{}", m.prefix, s), DataType::Float64, true));
+            fields.push(Field::new(
+                format!("{}_{}", m.prefix, s),
+                DataType::Float64,
+                true,
+            ));
         }
     }
     for d in DELTA_COLUMNS {
@@ -126,7 +130,9 @@ impl Default for RollupBuilder {
             hostname: StringBuilder::new(),
             stats: (0..N_ROLLUP * 4).map(|_| Float64Builder::new()).collect(),
             deltas: (0..N_COUNTERS).map(|_| Int64Builder::new()).collect(),
-            counts: (0..COUNT_COLUMNS.len()).map(|_| Int64Builder::new()).collect(),
+            counts: (0..COUNT_COLUMNS.len())
+                .map(|_| Int64Builder::new())
+                .collect(),
             rows: 0,
         }
     }
@@ -164,7 +170,12 @@ impl RollupBuilder {
         let c = &state.counts;
         self.counts[0].append_option(c.dbe_volatile_max);
         for (b, v) in self.counts[1..].iter_mut().zip([
-            c.throttle, c.thermal, c.power, c.power_cap, c.samples, c.invalid,
+            c.throttle,
+            c.thermal,
+            c.power,
+            c.power_cap,
+            c.samples,
+            c.invalid,
         ]) {
             b.append_value(v as i64);
         }
@@ -177,9 +188,21 @@ impl RollupBuilder {
             Arc::new(self.gpu_uuid.finish()),
             Arc::new(self.hostname.finish()),
         ];
-        columns.extend(self.stats.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef));
-        columns.extend(self.deltas.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef));
-        columns.extend(self.counts.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef));
+        columns.extend(
+            self.stats
+                .iter_mut()
+                .map(|b| Arc::new(b.finish()) as ArrayRef),
+        );
+        columns.extend(
+            self.deltas
+                .iter_mut()
+                .map(|b| Arc::new(b.finish()) as ArrayRef),
+        );
+        columns.extend(
+            self.counts
+                .iter_mut()
+                .map(|b| Arc::new(b.finish()) as ArrayRef),
+        );
         self.rows = 0;
         RecordBatch::try_new(rollup_schema(), columns)
     }

@@ -118,9 +118,8 @@ mod tests {
     fn naive(xs: &[f64]) -> (f64, f64, f64, Option<f64>) {
         let n = xs.len() as f64;
         let mean = xs.iter().sum::<f64>() / n;
-        let sd = (xs.len() >= 2).then(|| {
-            (xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()
-        });
+        let sd = (xs.len() >= 2)
+            .then(|| (xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt());
         let min = xs.iter().cloned().fold(f64::INFINITY, f64::min);
         let max = xs.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
         (mean, min, max, sd)

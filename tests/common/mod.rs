@@ -7,10 +7,12 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
-use datafusion::arrow::datatypes::{DataType, Float64Type, Int32Type, Int64Type, TimestampMicrosecondType};
+use datafusion::arrow::datatypes::{
+    DataType, Float64Type, Int32Type, Int64Type, TimestampMicrosecondType,
+};
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-use gpu_health::config::{PipelineConfig, DEMO_PIPELINE};
+use gpu_health::config::{DEMO_PIPELINE, PipelineConfig};
 use gpu_health::generate::Manifest;
 use gpu_health::pipeline::RunReport;
 
@@ -30,7 +32,10 @@ pub fn fixture_run() -> &'static FixtureRun {
         let out = std::env::temp_dir().join(format!(
             "gpu-health-test-{}-{}",
             std::process::id(),
-            std::thread::current().name().unwrap_or("t").replace("::", "_")
+            std::thread::current()
+                .name()
+                .unwrap_or("t")
+                .replace("::", "_")
         ));
         let mut cfg = PipelineConfig::parse(DEMO_PIPELINE, "demo.toml").unwrap();
         cfg.source = gpu_health::config::SourceConfig::File {
@@ -46,7 +51,11 @@ pub fn fixture_run() -> &'static FixtureRun {
         let manifest_text =
             std::fs::read_to_string(root.join(format!("{FIXTURE}.manifest.json"))).unwrap();
         let manifest: Manifest = serde_json::from_str(&manifest_text).unwrap();
-        FixtureRun { report, out, manifest }
+        FixtureRun {
+            report,
+            out,
+            manifest,
+        }
     })
 }
 
@@ -134,5 +143,7 @@ fn push_rows(b: &RecordBatch, rows: &mut Vec<HashMap<String, Cell>>) {
 }
 
 pub fn rfc3339_us(s: &str) -> i64 {
-    chrono::DateTime::parse_from_rfc3339(s).unwrap().timestamp_micros()
+    chrono::DateTime::parse_from_rfc3339(s)
+        .unwrap()
+        .timestamp_micros()
 }
