@@ -24,11 +24,41 @@ fn peak_rss_mib() -> Option<f64> {
     Some(kb / 1024.0)
 }
 
-fn rate(n: usize, secs: f64) -> String {
-    format!(
-        "{:>12.0} events/s  ({n} events in {secs:.2} s)",
-        n as f64 / secs
-    )
+/// Process CPU time (user + system) in seconds, from /proc (Linux).
+fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // Fields after the parenthesised command name; utime and stime are 14 and 15.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Times a stage: wall clock and CPU.
+struct Stage {
+    wall: Instant,
+    cpu: f64,
+}
+
+impl Stage {
+    fn start() -> Self {
+        Stage {
+            wall: Instant::now(),
+            cpu: cpu_seconds(),
+        }
+    }
+
+    fn rate(&self, n: usize) -> String {
+        let secs = self.wall.elapsed().as_secs_f64();
+        let cpu = cpu_seconds() - self.cpu;
+        format!(
+            "{:>10.0} events/s  ({n} events in {secs:.2} s wall, {cpu:.2} s CPU = {:.2} us CPU/event)",
+            n as f64 / secs,
+            cpu * 1e6 / n as f64
+        )
+    }
 }
 
 pub async fn run(gpus: usize, hours: f64) -> Result<()> {
@@ -42,7 +72,7 @@ pub async fn run(gpus: usize, hours: f64) -> Result<()> {
         interval_s: 10,
         ..Default::default()
     };
-    let t = Instant::now();
+    let t = Stage::start();
     let mut msgs: Vec<Message> = Vec::new();
     generate(&opts, &mut |m| {
         msgs.push(m);
@@ -55,7 +85,7 @@ pub async fn run(gpus: usize, hours: f64) -> Result<()> {
         bytes as f64 / 1e6,
         gpus,
         hours,
-        t.elapsed().as_secs_f64(),
+        t.wall.elapsed().as_secs_f64(),
         peak_rss_mib().unwrap_or(0.0)
     );
     let batch = cfg.engine.batch_size;
@@ -66,22 +96,30 @@ pub async fn run(gpus: usize, hours: f64) -> Result<()> {
         now_us: chrono::Utc::now().timestamp_micros(),
     };
 
+    // 0. The floor: serde_json skimming every message without building anything.
+    let t = Stage::start();
+    let mut ok = 0usize;
+    for m in &msgs {
+        ok += serde_json::from_slice::<serde::de::IgnoredAny>(&m.value).is_ok() as usize;
+    }
+    println!(
+        "json parse floor (1 thread): {}  ({ok} parse)",
+        t.rate(msgs.len())
+    );
+
     // 1. Decode only.
-    let t = Instant::now();
+    let t = Stage::start();
     let mut decoded = Vec::new();
     for chunk in msgs.chunks(batch) {
         decoded.push(decode_batch(chunk, &limits, threads)?);
     }
-    println!(
-        "decode ({threads} threads):      {}",
-        rate(msgs.len(), t.elapsed().as_secs_f64())
-    );
+    println!("decode ({threads} threads):      {}", t.rate(msgs.len()));
 
     // 2. Windows + scores over pre-decoded batches.
     let wcfg = cfg.window.to_window_config();
     let mut window = WindowOperator::new(wcfg);
     let mut health = HealthTracker::new(10, wcfg.late_horizon_us);
-    let t = Instant::now();
+    let t = Stage::start();
     let mut rows = 0usize;
     for (chunk, d) in msgs.chunks(batch).zip(&decoded) {
         let parts: Vec<i32> = d.row_message.iter().map(|&i| chunk[i].partition).collect();
@@ -96,7 +134,7 @@ pub async fn run(gpus: usize, hours: f64) -> Result<()> {
     let scored = health.finish(window.gpus());
     println!(
         "windows + scores:          {}  ({} GPU-days scored, state {:.0} MiB at end)",
-        rate(rows, t.elapsed().as_secs_f64()),
+        t.rate(rows),
         scored.len(),
         (window.state_size().approx_bytes + health.state_bytes()) as f64 / 1048576.0
     );
@@ -104,32 +142,26 @@ pub async fn run(gpus: usize, hours: f64) -> Result<()> {
 
     // 3. Decode + windows + scores (no sink): the DESIGN 9 bar.
     let mut pipeline = Pipeline::new(cfg.clone());
-    let t = Instant::now();
+    let t = Stage::start();
     for chunk in msgs.chunks(batch) {
         let set = pipeline.step(chunk).await?;
         drop(set);
     }
     let _ = pipeline.finish()?;
-    println!(
-        "decode + windows + scores: {}",
-        rate(msgs.len(), t.elapsed().as_secs_f64())
-    );
+    println!("decode + windows + scores: {}", t.rate(msgs.len()));
 
     // 4. End to end into Parquet.
     let dir = std::env::temp_dir().join(format!("gpu-health-bench-{}", std::process::id()));
     let mut sink = Sink::Parquet(ParquetSink::create(&dir, 1_000_000)?);
     let mut pipeline = Pipeline::new(cfg.clone());
-    let t = Instant::now();
+    let t = Stage::start();
     for chunk in msgs.chunks(batch) {
         let set = pipeline.step(chunk).await?;
         sink.write(set).await?;
     }
     sink.write(pipeline.finish()?).await?;
     sink.close().await?;
-    println!(
-        "end to end into Parquet:   {}",
-        rate(msgs.len(), t.elapsed().as_secs_f64())
-    );
+    println!("end to end into Parquet:   {}", t.rate(msgs.len()));
     let _ = std::fs::remove_dir_all(&dir);
     println!(
         "peak RSS {:.0} MiB (includes the {:.0} MB of generated messages held in memory)",

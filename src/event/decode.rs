@@ -518,28 +518,58 @@ static TOP_KEYS: LazyLock<HashMap<&'static str, Slot>> = LazyLock::new(|| {
     m
 });
 
-/// (section, field) of the nested shape -> metric index.
-static NESTED_KEYS: LazyLock<HashMap<(&'static str, &'static str), usize>> = LazyLock::new(|| {
-    METRICS
-        .iter()
-        .enumerate()
-        .map(|(i, c)| (c.nested, i))
-        .collect()
-});
+/// Where a field of a nested section goes.
+#[derive(Clone, Copy)]
+enum Target {
+    Id(usize),
+    Metric(usize),
+}
 
-fn nested_id(section: &str, key: &str) -> Option<usize> {
-    match (section, key) {
-        ("gpu", "gpu_uuid") => Some(ID_GPU_UUID),
-        ("gpu", "pci_bus_id") => Some(ID_PCI_BUS_ID),
-        ("gpu", "device_index") => Some(ID_DEVICE_INDEX),
-        ("gpu", "model") => Some(ID_MODEL),
-        ("host", "hostname") => Some(ID_HOSTNAME),
-        ("host", "rack_id") => Some(ID_RACK),
-        ("host", "cluster_id") => Some(ID_CLUSTER),
-        ("host", "datacenter") => Some(ID_DATACENTER),
-        _ => None,
+/// The nested sections; each has one key map, so a field costs one hash lookup.
+const SECTIONS: [&str; 7] = [
+    "gpu",
+    "host",
+    "collection",
+    "health",
+    "memory",
+    "performance",
+    "clocks",
+];
+const SECTION_UTILIZATION: usize = 7;
+const SECTION_PCIE: usize = 8;
+const N_SECTIONS: usize = 9;
+
+fn section_name(i: usize) -> &'static str {
+    match i {
+        SECTION_UTILIZATION => "utilization",
+        SECTION_PCIE => "pcie",
+        i => SECTIONS[i],
     }
 }
+
+static SECTION_KEYS: LazyLock<Vec<HashMap<&'static str, Target>>> = LazyLock::new(|| {
+    let mut maps: Vec<HashMap<&'static str, Target>> =
+        (0..N_SECTIONS).map(|_| HashMap::new()).collect();
+    let ids = [
+        (0, "gpu_uuid", ID_GPU_UUID),
+        (0, "pci_bus_id", ID_PCI_BUS_ID),
+        (0, "device_index", ID_DEVICE_INDEX),
+        (0, "model", ID_MODEL),
+        (1, "hostname", ID_HOSTNAME),
+        (1, "rack_id", ID_RACK),
+        (1, "cluster_id", ID_CLUSTER),
+        (1, "datacenter", ID_DATACENTER),
+    ];
+    for (section, key, id) in ids {
+        maps[section].insert(key, Target::Id(id));
+    }
+    for (i, c) in METRICS.iter().enumerate() {
+        if let Some(section) = (0..N_SECTIONS).find(|s| section_name(*s) == c.nested.0) {
+            maps[section].insert(c.nested.1, Target::Metric(i));
+        }
+    }
+    maps
+});
 
 struct EnvelopeSeed;
 
@@ -576,15 +606,15 @@ impl<'de> Visitor<'de> for EnvelopeVisitor {
                     env.nested_metric[*i] = false;
                 }
                 Some(Slot::Gpu) => map.next_value_seed(Section {
-                    name: "gpu",
+                    section: 0,
                     env: &mut env,
                 })?,
                 Some(Slot::Host) => map.next_value_seed(Section {
-                    name: "host",
+                    section: 1,
                     env: &mut env,
                 })?,
                 Some(Slot::Collection) => map.next_value_seed(Section {
-                    name: "collection",
+                    section: 2,
                     env: &mut env,
                 })?,
                 Some(Slot::Metrics) => map.next_value_seed(MetricsSection { env: &mut env })?,
@@ -596,7 +626,7 @@ impl<'de> Visitor<'de> for EnvelopeVisitor {
 
 /// One nested object whose leaves go to identity or metric slots.
 struct Section<'e, 'de> {
-    name: &'static str,
+    section: usize,
     env: &'e mut Envelope<'de>,
 }
 
@@ -610,17 +640,20 @@ impl<'de> DeserializeSeed<'de> for Section<'_, 'de> {
 impl<'de> Visitor<'de> for Section<'_, 'de> {
     type Value = ();
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "an object for `{}`", self.name)
+        write!(f, "an object for `{}`", section_name(self.section))
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let keys = &SECTION_KEYS[self.section];
         while let Some(Key(key)) = map.next_key::<Key>()? {
-            if let Some(id) = nested_id(self.name, &key) {
-                self.env.ids[id] = Some(map.next_value()?);
-            } else if let Some(&i) = NESTED_KEYS.get(&(self.name, key.as_ref())) {
-                self.env.metrics[i] = Some(map.next_value()?);
-                self.env.nested_metric[i] = true;
-            } else {
-                map.next_value::<IgnoredAny>()?;
+            match keys.get(key.as_ref()) {
+                Some(Target::Id(id)) => self.env.ids[*id] = Some(map.next_value()?),
+                Some(Target::Metric(i)) => {
+                    self.env.metrics[*i] = Some(map.next_value()?);
+                    self.env.nested_metric[*i] = true;
+                }
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                }
             }
         }
         Ok(())
@@ -646,20 +679,20 @@ impl<'de> Visitor<'de> for MetricsSection<'_, 'de> {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         while let Some(Key(key)) = map.next_key::<Key>()? {
-            let name = match key.as_ref() {
-                "health" => "health",
-                "memory" => "memory",
-                "performance" => "performance",
-                "clocks" => "clocks",
-                "utilization" => "utilization",
-                "pcie" => "pcie",
+            let section = match key.as_ref() {
+                "health" => 3,
+                "memory" => 4,
+                "performance" => 5,
+                "clocks" => 6,
+                "utilization" => SECTION_UTILIZATION,
+                "pcie" => SECTION_PCIE,
                 _ => {
                     map.next_value::<IgnoredAny>()?;
                     continue;
                 }
             };
             map.next_value_seed(Section {
-                name,
+                section,
                 env: &mut *self.env,
             })?;
         }
