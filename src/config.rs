@@ -60,6 +60,37 @@ pub enum SinkConfig {
         #[serde(default = "default_rows_per_file")]
         rows_per_file: usize,
     },
+    /// TimescaleDB; the URL comes from the environment (`GPU_HEALTH_DATABASE_URL`,
+    /// `DATABASE_URL`, or a file named by `GPU_HEALTH_DATABASE_URL_FILE`), never the file.
+    Timescale {
+        /// Name under which consumed offsets are stored (default: the pipeline name).
+        #[serde(default)]
+        consumer_group: Option<String>,
+        /// Apply missing migrations at start (needs a role that may run DDL).
+        #[serde(default)]
+        apply_schema: bool,
+        /// Apache edition: how often the aggregate views are refreshed.
+        #[serde(default = "default_refresh", with = "humantime_serde")]
+        refresh_interval: Duration,
+        /// Apache edition: how often retention is enforced with drop_chunks.
+        #[serde(default = "default_retention", with = "humantime_serde")]
+        retention_interval: Duration,
+        /// Cap of the reconnect backoff while the database is unavailable.
+        #[serde(default = "default_backoff", with = "humantime_serde")]
+        max_backoff: Duration,
+    },
+}
+
+fn default_refresh() -> Duration {
+    Duration::from_secs(60)
+}
+
+fn default_retention() -> Duration {
+    Duration::from_secs(3600)
+}
+
+fn default_backoff() -> Duration {
+    Duration::from_secs(10)
 }
 
 fn default_rows_per_file() -> usize {

@@ -6,6 +6,7 @@
 
 pub mod bench;
 pub mod config;
+pub mod db;
 pub mod dump;
 pub mod event;
 pub mod generate;
@@ -21,6 +22,6 @@ use anyhow::Result;
 /// Runs a pipeline config to the end of its (bounded) input.
 pub async fn run_pipeline(cfg: config::PipelineConfig) -> Result<pipeline::RunReport> {
     let source = source::Source::from_config(&cfg.source)?;
-    let sink = sink::Sink::from_config(&cfg.sink)?;
+    let sink = sink::Sink::from_config(&cfg.sink, &cfg.name).await?;
     pipeline::Pipeline::new(cfg).run(source, sink).await
 }

@@ -58,6 +58,11 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Manage the TimescaleDB schema (URL from GPU_HEALTH_DATABASE_URL or DATABASE_URL).
+    Schema {
+        #[command(subcommand)]
+        action: SchemaAction,
+    },
     /// Measure decode, windows + scores, and end-to-end throughput on a generated fleet.
     Bench {
         #[arg(long, default_value_t = 1000)]
@@ -66,6 +71,14 @@ enum Command {
         #[arg(long, default_value_t = 3.0)]
         hours: f64,
     },
+}
+
+#[derive(Subcommand)]
+enum SchemaAction {
+    /// Apply the migrations that are missing (idempotent).
+    Apply,
+    /// Show the edition, tables, chunks, sizes, policies and compression.
+    Status,
 }
 
 fn init_logging(json: bool) {
@@ -128,8 +141,32 @@ fn main() -> Result<()> {
             );
             Ok(())
         }
+        Command::Schema { action } => runtime.block_on(schema(action)),
         Command::Bench { gpus, hours } => runtime.block_on(gpu_health::bench::run(gpus, hours)),
     }
+}
+
+async fn schema(action: SchemaAction) -> Result<()> {
+    let url = gpu_health::db::database_url_from_env()?;
+    let mut client = gpu_health::db::connect(&url).await?;
+    match action {
+        SchemaAction::Apply => {
+            let r = gpu_health::db::migrate::apply(&mut client).await?;
+            println!(
+                "edition {}: applied {} migration(s){}, {} already applied",
+                r.edition.as_str(),
+                r.applied.len(),
+                if r.applied.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", r.applied.join(", "))
+                },
+                r.already.len()
+            );
+        }
+        SchemaAction::Status => print!("{}", gpu_health::db::status::status(&client).await?),
+    }
+    Ok(())
 }
 
 async fn run(config: Option<PathBuf>, worst: usize) -> Result<()> {
@@ -139,6 +176,7 @@ async fn run(config: Option<PathBuf>, worst: usize) -> Result<()> {
     };
     let output = match &cfg.sink {
         SinkConfig::Parquet { path, .. } => format!("parquet datasets under {path}/"),
+        SinkConfig::Timescale { .. } => "TimescaleDB (DATABASE_URL)".to_owned(),
     };
     let report = gpu_health::run_pipeline(cfg).await?;
     print!("{}", gpu_health::summary::render(&report, &output, worst));

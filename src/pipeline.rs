@@ -62,6 +62,24 @@ impl RunReport {
     }
 }
 
+/// The next offset to read per (topic, partition) after these messages.
+fn next_offsets(msgs: &[crate::dump::Message]) -> Vec<crate::sink::SourcePosition> {
+    let mut next: BTreeMap<(&str, i32), i64> = BTreeMap::new();
+    for m in msgs {
+        let e = next.entry((m.topic.as_str(), m.partition)).or_insert(0);
+        *e = (*e).max(m.offset + 1);
+    }
+    next.into_iter()
+        .map(
+            |((topic, partition), next_offset)| crate::sink::SourcePosition {
+                topic: topic.to_owned(),
+                partition,
+                next_offset,
+            },
+        )
+        .collect()
+}
+
 pub struct Pipeline {
     cfg: PipelineConfig,
     window: WindowOperator,
@@ -176,6 +194,7 @@ impl Pipeline {
         self.report.raw_rows += raw.num_rows() as u64;
         let mut set = self.assemble(emission, dead)?;
         set.raw.push(raw);
+        set.offsets = next_offsets(msgs);
         let state = self.window.state_size().approx_bytes + self.health.state_bytes();
         self.report.peak_state_bytes = self.report.peak_state_bytes.max(state);
         Ok(set)

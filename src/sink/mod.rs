@@ -3,6 +3,7 @@
 //! (Parquet) take each rollup once, when it is final.
 
 pub mod parquet;
+pub mod timescale;
 
 use anyhow::Result;
 use datafusion::arrow::record_batch::RecordBatch;
@@ -10,6 +11,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use crate::config::SinkConfig;
 
 pub use parquet::ParquetSink;
+pub use timescale::{SourcePosition, TimescaleOptions, TimescaleSink};
 
 /// Everything one pipeline step produced.
 #[derive(Default)]
@@ -21,15 +23,18 @@ pub struct FlushSet {
     pub finals_15m: Vec<RecordBatch>,
     pub scores: Vec<RecordBatch>,
     pub dead_letters: Vec<RecordBatch>,
+    /// The next offset per source partition once this flush is stored.
+    pub offsets: Vec<SourcePosition>,
 }
 
 /// The configured sink.
 pub enum Sink {
     Parquet(ParquetSink),
+    Timescale(Box<TimescaleSink>),
 }
 
 impl Sink {
-    pub fn from_config(cfg: &SinkConfig) -> Result<Self> {
+    pub async fn from_config(cfg: &SinkConfig, pipeline: &str) -> Result<Self> {
         match cfg {
             SinkConfig::Parquet {
                 path,
@@ -38,24 +43,48 @@ impl Sink {
                 path.as_ref(),
                 *rows_per_file,
             )?)),
+            SinkConfig::Timescale {
+                consumer_group,
+                apply_schema,
+                refresh_interval,
+                retention_interval,
+                max_backoff,
+            } => {
+                let opts = TimescaleOptions {
+                    url: crate::db::database_url_from_env()?,
+                    consumer_group: consumer_group
+                        .clone()
+                        .unwrap_or_else(|| pipeline.to_owned()),
+                    apply_schema: *apply_schema,
+                    refresh_interval: *refresh_interval,
+                    retention_interval: *retention_interval,
+                    max_backoff: *max_backoff,
+                };
+                Ok(Sink::Timescale(Box::new(
+                    TimescaleSink::connect(opts).await?,
+                )))
+            }
         }
     }
 
     pub async fn write(&mut self, set: FlushSet) -> Result<()> {
         match self {
             Sink::Parquet(p) => p.write(set),
+            Sink::Timescale(t) => t.write(&set).await,
         }
     }
 
     pub async fn close(self) -> Result<()> {
         match self {
             Sink::Parquet(p) => p.close(),
+            Sink::Timescale(t) => t.close().await,
         }
     }
 
     pub fn describe(&self) -> String {
         match self {
             Sink::Parquet(p) => p.describe(),
+            Sink::Timescale(t) => t.describe(),
         }
     }
 }

@@ -1,0 +1,103 @@
+//! TimescaleDB access shared by the schema commands and the sink: connecting from a
+//! URL held in the environment (never logged with its password), telling the edition
+//! apart, and applying the ordered migrations of `schema/`.
+
+pub mod copy;
+pub mod migrate;
+pub mod status;
+
+use anyhow::{Context, Result, bail};
+use tokio_postgres::{Client, NoTls};
+
+/// Where the database URL comes from: `GPU_HEALTH_DATABASE_URL`, then `DATABASE_URL`,
+/// or a file named by `GPU_HEALTH_DATABASE_URL_FILE` (for mounted secrets).
+pub fn database_url_from_env() -> Result<String> {
+    if let Ok(path) = std::env::var("GPU_HEALTH_DATABASE_URL_FILE") {
+        let url = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading the database URL from {path}"))?;
+        return Ok(url.trim().to_owned());
+    }
+    for var in ["GPU_HEALTH_DATABASE_URL", "DATABASE_URL"] {
+        if let Ok(url) = std::env::var(var) {
+            return Ok(url);
+        }
+    }
+    bail!(
+        "no database URL: set GPU_HEALTH_DATABASE_URL or DATABASE_URL \
+         (for local tests, scripts/timescaledb.sh start prints one)"
+    )
+}
+
+/// The URL with any password replaced, for logs and errors.
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let Some((userinfo, host)) = rest.rsplit_once('@') else {
+        return url.to_owned();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_owned(),
+    }
+}
+
+/// Connects and drives the connection on the runtime.
+pub async fn connect(url: &str) -> Result<Client> {
+    let (client, connection) = tokio_postgres::connect(url, NoTls)
+        .await
+        .with_context(|| format!("connecting to {}", redact(url)))?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::warn!(error = %e, "database connection closed");
+        }
+    });
+    Ok(client)
+}
+
+/// The TimescaleDB edition (DESIGN 5): decides which schema parts apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Edition {
+    /// Community edition (TSL): compression, policies, continuous aggregates.
+    Timescale,
+    /// Apache-2 build: the processor replaces what is missing.
+    Apache,
+}
+
+impl Edition {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Edition::Timescale => "timescale",
+            Edition::Apache => "apache",
+        }
+    }
+}
+
+/// Reads `SHOW timescaledb.license`; never guesses from error text.
+pub async fn edition(client: &Client) -> Result<Edition> {
+    let row = client
+        .query_one("SHOW timescaledb.license", &[])
+        .await
+        .context("SHOW timescaledb.license: is the timescaledb extension loaded?")?;
+    let license: String = row.get(0);
+    match license.as_str() {
+        "timescale" => Ok(Edition::Timescale),
+        "apache" => Ok(Edition::Apache),
+        other => bail!("unknown timescaledb.license {other:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn passwords_never_show() {
+        assert_eq!(
+            redact("postgres://writer:s3cret@db:5432/gpu_health"),
+            "postgres://writer:***@db:5432/gpu_health"
+        );
+        assert_eq!(redact("postgres://u@h/d"), "postgres://u@h/d");
+        assert!(!redact("postgresql://a:b:c@h/d").contains("b:c"));
+    }
+}

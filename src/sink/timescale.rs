@@ -1,0 +1,313 @@
+//! The TimescaleDB sink (DESIGN 4, 6): each flush is one transaction holding the raw
+//! rows (binary COPY into a staging table, then `ON CONFLICT DO NOTHING`), the rollups
+//! and scores it emitted (set-based upsert from staging), its dead letters, and the
+//! source offsets it consumed. A lost connection is retried with capped backoff while
+//! the source waits (input paused, memory bounded by one flush); nothing is lost.
+//! On the Apache edition it also refreshes the aggregate views and enforces retention.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use bytes::BytesMut;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use futures_util::SinkExt;
+use tokio_postgres::{Client, Transaction};
+use tracing::{info, warn};
+
+use super::FlushSet;
+use crate::db::copy::{copy_header, copy_trailer, encode_rows, staging_ddl, upsert_from_staging};
+use crate::db::{Edition, connect, edition, redact};
+use crate::event::dead_letter::dead_letter_schema;
+use crate::event::schema::raw_schema;
+use crate::health::scores::scores_schema;
+use crate::window::rollup::rollup_schema;
+
+/// One target table and how rows reach it.
+struct Target {
+    table: &'static str,
+    staging: &'static str,
+    schema: SchemaRef,
+    key: &'static [&'static str],
+    update: bool,
+}
+
+fn targets() -> [Target; 5] {
+    [
+        Target {
+            table: "gpu_metrics",
+            staging: "gh_stage_raw",
+            schema: raw_schema(),
+            key: &["time", "gpu_uuid"],
+            update: false,
+        },
+        Target {
+            table: "gpu_metrics_1min",
+            staging: "gh_stage_1min",
+            schema: rollup_schema(),
+            key: &["time", "gpu_uuid"],
+            update: true,
+        },
+        Target {
+            table: "gpu_metrics_15min",
+            staging: "gh_stage_15min",
+            schema: rollup_schema(),
+            key: &["time", "gpu_uuid"],
+            update: true,
+        },
+        Target {
+            table: "gpu_health_scores",
+            staging: "gh_stage_scores",
+            schema: scores_schema(),
+            key: &["time", "gpu_uuid"],
+            update: true,
+        },
+        Target {
+            table: "gpu_metrics_dead_letters",
+            staging: "gh_stage_dead",
+            schema: dead_letter_schema(),
+            key: &["\"topic\"", "\"partition\"", "\"offset\"", "\"reason\""],
+            update: false,
+        },
+    ]
+}
+
+/// How far a source has been consumed: the next offset to read per partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourcePosition {
+    pub topic: String,
+    pub partition: i32,
+    pub next_offset: i64,
+}
+
+/// Settings of the sink.
+#[derive(Debug, Clone)]
+pub struct TimescaleOptions {
+    pub url: String,
+    pub consumer_group: String,
+    pub apply_schema: bool,
+    pub refresh_interval: Duration,
+    pub retention_interval: Duration,
+    pub max_backoff: Duration,
+}
+
+pub struct TimescaleSink {
+    opts: TimescaleOptions,
+    client: Client,
+    edition: Edition,
+    targets: [Target; 5],
+    last_refresh: Option<Instant>,
+    last_retention: Option<Instant>,
+    dirty_views: bool,
+    pub rows_written: u64,
+    pub retries: u64,
+}
+
+async fn prepare_session(client: &Client, targets: &[Target]) -> Result<()> {
+    for t in targets {
+        client
+            .batch_execute(&staging_ddl(t.staging, &t.schema)?)
+            .await
+            .with_context(|| format!("creating staging table for {}", t.table))?;
+    }
+    Ok(())
+}
+
+impl TimescaleSink {
+    pub async fn connect(opts: TimescaleOptions) -> Result<Self> {
+        let mut client = connect(&opts.url).await?;
+        if opts.apply_schema {
+            let r = crate::db::migrate::apply(&mut client).await?;
+            info!(applied = ?r.applied, edition = r.edition.as_str(), "schema applied");
+        }
+        let present = client
+            .query_one(
+                "SELECT to_regclass('gpu_health.schema_migrations') IS NOT NULL",
+                &[],
+            )
+            .await?
+            .get::<_, bool>(0);
+        if !present {
+            anyhow::bail!(
+                "the database at {} has no gpu-health schema: run `gpu-health schema apply` first",
+                redact(&opts.url)
+            );
+        }
+        let ed = edition(&client).await?;
+        let targets = targets();
+        prepare_session(&client, &targets).await?;
+        Ok(TimescaleSink {
+            opts,
+            client,
+            edition: ed,
+            targets,
+            last_refresh: None,
+            last_retention: None,
+            dirty_views: false,
+            rows_written: 0,
+            retries: 0,
+        })
+    }
+
+    pub fn describe(&self) -> String {
+        format!(
+            "timescaledb {} ({})",
+            redact(&self.opts.url),
+            self.edition.as_str()
+        )
+    }
+
+    pub fn edition(&self) -> Edition {
+        self.edition
+    }
+
+    /// Writes one flush; retries it whole on connection loss.
+    pub async fn write(&mut self, set: &FlushSet) -> Result<()> {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match self.try_write(set).await {
+                Ok(n) => {
+                    self.rows_written += n;
+                    self.dirty_views |= n > 0;
+                    break;
+                }
+                Err(e) if is_connection_error(&e) => {
+                    self.retries += 1;
+                    warn!(error = %format!("{e:#}"), backoff_ms = backoff.as_millis() as u64,
+                          "database unavailable; input paused, retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(self.opts.max_backoff);
+                    if let Ok(client) = connect(&self.opts.url).await
+                        && prepare_session(&client, &self.targets).await.is_ok()
+                    {
+                        self.client = client;
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        self.maintain(false).await
+    }
+
+    async fn try_write(&mut self, set: &FlushSet) -> Result<u64> {
+        let tx = self.client.transaction().await?;
+        let groups: [&[RecordBatch]; 5] = [
+            &set.raw,
+            &set.updates_1m,
+            &set.updates_15m,
+            &set.scores,
+            &set.dead_letters,
+        ];
+        let mut rows = 0u64;
+        for (t, batches) in self.targets.iter().zip(groups) {
+            let n: usize = batches.iter().map(|b| b.num_rows()).sum();
+            if n == 0 {
+                continue;
+            }
+            copy_batches(&tx, t.staging, batches)
+                .await
+                .with_context(|| format!("copying into staging for {}", t.table))?;
+            let sql = upsert_from_staging(t.table, t.staging, &t.schema, t.key, t.update);
+            rows += tx
+                .execute(&sql, &[])
+                .await
+                .with_context(|| format!("upserting into {}", t.table))?;
+        }
+        for p in &set.offsets {
+            tx.execute(
+                "INSERT INTO gpu_health.consumed_offsets (consumer_group, topic, partition, next_offset)
+                 VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (consumer_group, topic, partition)
+                 DO UPDATE SET next_offset = EXCLUDED.next_offset, updated_at = now()",
+                &[&self.opts.consumer_group, &p.topic, &p.partition, &p.next_offset],
+            )
+            .await
+            .context("recording consumed offsets")?;
+        }
+        tx.commit().await.context("committing the flush")?;
+        Ok(rows)
+    }
+
+    /// Apache edition: refreshes the aggregate views and enforces retention on their
+    /// schedules (`force` at the end of a run).
+    pub async fn maintain(&mut self, force: bool) -> Result<()> {
+        if self.edition != Edition::Apache {
+            return Ok(());
+        }
+        let due =
+            |last: Option<Instant>, every: Duration| last.is_none_or(|l| l.elapsed() >= every);
+        if self.dirty_views && (force || due(self.last_refresh, self.opts.refresh_interval)) {
+            refresh_views(&self.client).await?;
+            self.last_refresh = Some(Instant::now());
+            self.dirty_views = false;
+        }
+        if force || due(self.last_retention, self.opts.retention_interval) {
+            let dropped = enforce_retention(&self.client).await?;
+            if dropped > 0 {
+                info!(dropped, "retention dropped chunks");
+            }
+            self.last_retention = Some(Instant::now());
+        }
+        Ok(())
+    }
+
+    pub async fn close(mut self) -> Result<()> {
+        self.maintain(true).await
+    }
+}
+
+async fn copy_batches(tx: &Transaction<'_>, staging: &str, batches: &[RecordBatch]) -> Result<()> {
+    let sink = tx
+        .copy_in(&format!("COPY {staging} FROM STDIN (FORMAT binary)"))
+        .await?;
+    futures_util::pin_mut!(sink);
+    let mut buf = BytesMut::with_capacity(1 << 20);
+    copy_header(&mut buf);
+    for b in batches {
+        encode_rows(b, &mut buf)?;
+        if buf.len() > 4 << 20 {
+            sink.send(buf.split().freeze()).await?;
+        }
+    }
+    copy_trailer(&mut buf);
+    sink.send(buf.split().freeze()).await?;
+    sink.finish().await?;
+    Ok(())
+}
+
+/// Refreshes the Apache stand-ins for continuous aggregates (plain materialized
+/// views) through `gpu_health.refresh_aggregates()`, which runs as their owner so that
+/// the least-privilege writer role may call it.
+pub async fn refresh_views(client: &Client) -> Result<()> {
+    client
+        .query("SELECT gpu_health.refresh_aggregates()", &[])
+        .await
+        .context("refreshing the aggregate views")?;
+    Ok(())
+}
+
+/// Drops chunks older than each hypertable's policy (`gpu_health.retention_policies`)
+/// through `gpu_health.enforce_retention()`; returns how many chunks went.
+pub async fn enforce_retention(client: &Client) -> Result<u64> {
+    let rows = client
+        .query("SELECT * FROM gpu_health.enforce_retention()", &[])
+        .await
+        .context("enforcing retention with drop_chunks")?;
+    Ok(rows.len() as u64)
+}
+
+/// Whether an error means the connection (not the data) failed: worth retrying.
+fn is_connection_error(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        if let Some(pg) = cause.downcast_ref::<tokio_postgres::Error>() {
+            if pg.is_closed() {
+                return true;
+            }
+            if let Some(code) = pg.code() {
+                let c = code.code();
+                return c.starts_with("08") || c.starts_with("57P") || c == "53300";
+            }
+        }
+        cause.downcast_ref::<std::io::Error>().is_some()
+    })
+}
