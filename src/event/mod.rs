@@ -2,6 +2,7 @@
 //! and laid out as Arrow record batches in the `gpu_metrics` column order.
 
 pub mod batch;
+pub mod clock_events;
 pub mod columns;
 pub mod dead_letter;
 pub mod decode;

@@ -16,12 +16,7 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 
 use super::rollup::{BucketState, N_ROLLUP};
 use super::stats::{EventCounts, MetricStats};
-
-/// Clock-event bits (NVML): thermal = SW 0x20 | HW 0x40; power = HW slowdown 0x08 |
-/// HW power brake 0x80; SW power cap 0x04 is informational. See HEALTH_MODEL.md.
-pub const THERMAL_BITS: i64 = 0x20 | 0x40;
-pub const POWER_BITS: i64 = 0x08 | 0x80;
-pub const POWER_CAP_BIT: i64 = 0x04;
+use crate::event::clock_events::{BIT_SW_POWER_CAP, POWER_FAULT_BITS, THERMAL_BITS};
 
 /// Schema of the operator's input to DataFusion.
 pub fn input_schema() -> SchemaRef {
@@ -44,8 +39,8 @@ fn partial_sql() -> String {
          sum(CASE WHEN valid THEN 0 ELSE 1 END) AS invalid, \
          sum(CASE WHEN thr <> 0 THEN 1 ELSE 0 END) AS throttle, \
          sum(CASE WHEN (thr & {THERMAL_BITS}) <> 0 THEN 1 ELSE 0 END) AS thermal, \
-         sum(CASE WHEN (thr & {POWER_BITS}) <> 0 THEN 1 ELSE 0 END) AS power, \
-         sum(CASE WHEN (thr & {POWER_CAP_BIT}) <> 0 THEN 1 ELSE 0 END) AS power_cap, \
+         sum(CASE WHEN (thr & {POWER_FAULT_BITS}) <> 0 THEN 1 ELSE 0 END) AS power, \
+         sum(CASE WHEN (thr & {BIT_SW_POWER_CAP}) <> 0 THEN 1 ELSE 0 END) AS power_cap, \
          max(dbev) AS dbev_max"
     );
     for i in 0..N_ROLLUP {
