@@ -486,20 +486,19 @@ enum Slot {
     Time,
     Id(usize),
     Metric(usize),
-    Gpu,
-    Host,
+    /// A nested section at the top level (`gpu`, `host`, `collection`).
+    Section(usize),
     Metrics,
-    Collection,
 }
 
 static TOP_KEYS: LazyLock<HashMap<&'static str, Slot>> = LazyLock::new(|| {
     let mut m = HashMap::new();
     m.insert("timestamp", Slot::Time);
     m.insert("time", Slot::Time);
-    m.insert("gpu", Slot::Gpu);
-    m.insert("host", Slot::Host);
+    for (i, name) in SECTIONS[..TOP_SECTIONS].iter().enumerate() {
+        m.insert(*name, Slot::Section(i));
+    }
     m.insert("metrics", Slot::Metrics);
-    m.insert("collection", Slot::Collection);
     for (name, id) in [
         ("gpu_uuid", ID_GPU_UUID),
         ("hostname", ID_HOSTNAME),
@@ -526,7 +525,8 @@ enum Target {
 }
 
 /// The nested sections; each has one key map, so a field costs one hash lookup.
-const SECTIONS: [&str; 7] = [
+/// The first `TOP_SECTIONS` sit at the top level, the rest under `metrics`.
+const SECTIONS: [&str; 9] = [
     "gpu",
     "host",
     "collection",
@@ -534,22 +534,14 @@ const SECTIONS: [&str; 7] = [
     "memory",
     "performance",
     "clocks",
+    "utilization",
+    "pcie",
 ];
-const SECTION_UTILIZATION: usize = 7;
-const SECTION_PCIE: usize = 8;
-const N_SECTIONS: usize = 9;
-
-fn section_name(i: usize) -> &'static str {
-    match i {
-        SECTION_UTILIZATION => "utilization",
-        SECTION_PCIE => "pcie",
-        i => SECTIONS[i],
-    }
-}
+const TOP_SECTIONS: usize = 3;
 
 static SECTION_KEYS: LazyLock<Vec<HashMap<&'static str, Target>>> = LazyLock::new(|| {
     let mut maps: Vec<HashMap<&'static str, Target>> =
-        (0..N_SECTIONS).map(|_| HashMap::new()).collect();
+        SECTIONS.iter().map(|_| HashMap::new()).collect();
     let ids = [
         (0, "gpu_uuid", ID_GPU_UUID),
         (0, "pci_bus_id", ID_PCI_BUS_ID),
@@ -564,7 +556,7 @@ static SECTION_KEYS: LazyLock<Vec<HashMap<&'static str, Target>>> = LazyLock::ne
         maps[section].insert(key, Target::Id(id));
     }
     for (i, c) in METRICS.iter().enumerate() {
-        if let Some(section) = (0..N_SECTIONS).find(|s| section_name(*s) == c.nested.0) {
+        if let Some(section) = SECTIONS.iter().position(|s| *s == c.nested.0) {
             maps[section].insert(c.nested.1, Target::Metric(i));
         }
     }
@@ -605,16 +597,8 @@ impl<'de> Visitor<'de> for EnvelopeVisitor {
                     env.metrics[*i] = Some(map.next_value()?);
                     env.nested_metric[*i] = false;
                 }
-                Some(Slot::Gpu) => map.next_value_seed(Section {
-                    section: 0,
-                    env: &mut env,
-                })?,
-                Some(Slot::Host) => map.next_value_seed(Section {
-                    section: 1,
-                    env: &mut env,
-                })?,
-                Some(Slot::Collection) => map.next_value_seed(Section {
-                    section: 2,
+                Some(Slot::Section(section)) => map.next_value_seed(Section {
+                    section: *section,
                     env: &mut env,
                 })?,
                 Some(Slot::Metrics) => map.next_value_seed(MetricsSection { env: &mut env })?,
@@ -640,7 +624,7 @@ impl<'de> DeserializeSeed<'de> for Section<'_, 'de> {
 impl<'de> Visitor<'de> for Section<'_, 'de> {
     type Value = ();
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "an object for `{}`", section_name(self.section))
+        write!(f, "an object for `{}`", SECTIONS[self.section])
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let keys = &SECTION_KEYS[self.section];
@@ -679,18 +663,11 @@ impl<'de> Visitor<'de> for MetricsSection<'_, 'de> {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         while let Some(Key(key)) = map.next_key::<Key>()? {
-            let section = match key.as_ref() {
-                "health" => 3,
-                "memory" => 4,
-                "performance" => 5,
-                "clocks" => 6,
-                "utilization" => SECTION_UTILIZATION,
-                "pcie" => SECTION_PCIE,
-                _ => {
-                    map.next_value::<IgnoredAny>()?;
-                    continue;
-                }
+            let Some(i) = SECTIONS[TOP_SECTIONS..].iter().position(|s| *s == key) else {
+                map.next_value::<IgnoredAny>()?;
+                continue;
             };
+            let section = TOP_SECTIONS + i;
             map.next_value_seed(Section {
                 section,
                 env: &mut *self.env,
