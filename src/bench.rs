@@ -9,7 +9,6 @@ use anyhow::Result;
 use crate::config::{DEMO_PIPELINE, PipelineConfig};
 use crate::dump::Message;
 use crate::event::columns::RawColumns;
-use crate::event::decode::DecodeLimits;
 use crate::event::decoder::decode_batch;
 use crate::generate::{GenerateOptions, generate};
 use crate::health::HealthTracker;
@@ -89,12 +88,8 @@ pub async fn run(gpus: usize, hours: f64) -> Result<()> {
         peak_rss_mib().unwrap_or(0.0)
     );
     let batch = cfg.engine.batch_size;
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let limits = DecodeLimits {
-        max_message_bytes: cfg.validation.max_message_bytes,
-        max_future_skew_us: cfg.validation.max_future_skew.as_micros() as i64,
-        now_us: chrono::Utc::now().timestamp_micros(),
-    };
+    let threads = cfg.engine.decode_threads();
+    let limits = cfg.validation.decode_limits();
 
     // 0. The floor: serde_json skimming every message without building anything.
     let t = Stage::start();

@@ -136,6 +136,17 @@ pub struct ValidationSection {
     pub max_future_skew: Duration,
 }
 
+impl ValidationSection {
+    /// The decoder's limits, with the wall clock sampled now.
+    pub fn decode_limits(&self) -> crate::event::DecodeLimits {
+        crate::event::DecodeLimits {
+            max_message_bytes: self.max_message_bytes,
+            max_future_skew_us: self.max_future_skew.as_micros() as i64,
+            now_us: chrono::Utc::now().timestamp_micros(),
+        }
+    }
+}
+
 impl Default for ValidationSection {
     fn default() -> Self {
         ValidationSection {
@@ -168,6 +179,16 @@ pub struct EngineSection {
     pub batch_size: usize,
     /// Threads that decode a batch in parallel (0: one per core).
     pub decode_threads: usize,
+}
+
+impl EngineSection {
+    /// Decode threads, with 0 resolved to one per core.
+    pub fn decode_threads(&self) -> usize {
+        match self.decode_threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
 }
 
 impl Default for EngineSection {

@@ -15,7 +15,6 @@ use crate::config::PipelineConfig;
 use crate::event::SoftReason;
 use crate::event::columns::RawColumns;
 use crate::event::dead_letter::{DeadReason, dead_letters_to_batch};
-use crate::event::decode::DecodeLimits;
 use crate::event::decoder::{decode_batch, too_late_letter};
 use crate::health::scores::scores_to_batch;
 use crate::health::{HealthTracker, ScoredDay};
@@ -104,21 +103,6 @@ impl Pipeline {
         }
     }
 
-    fn limits(&self) -> DecodeLimits {
-        DecodeLimits {
-            max_message_bytes: self.cfg.validation.max_message_bytes,
-            max_future_skew_us: self.cfg.validation.max_future_skew.as_micros() as i64,
-            now_us: chrono::Utc::now().timestamp_micros(),
-        }
-    }
-
-    fn threads(&self) -> usize {
-        match self.cfg.engine.decode_threads {
-            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-            n => n,
-        }
-    }
-
     /// Runs the source to its end (bounded) and returns the books.
     pub async fn run(mut self, mut source: Source, mut sink: Sink) -> Result<RunReport> {
         let start = Instant::now();
@@ -141,8 +125,8 @@ impl Pipeline {
 
     /// Processes one micro-batch of messages.
     pub async fn step(&mut self, msgs: &[crate::dump::Message]) -> Result<FlushSet> {
-        let limits = self.limits();
-        let decoded = decode_batch(msgs, &limits, self.threads())?;
+        let limits = self.cfg.validation.decode_limits();
+        let decoded = decode_batch(msgs, &limits, self.cfg.engine.decode_threads())?;
         self.report.messages += msgs.len() as u64;
         for (i, n) in decoded.soft.iter().enumerate() {
             if *n > 0 {
