@@ -173,16 +173,21 @@ impl HealthTracker {
         (DAY_US / self.interval_us) as usize
     }
 
+    /// The GPU's history, created on first sight.
+    fn history(&mut self, gpu: u32) -> &mut GpuHistory {
+        let g = gpu as usize;
+        if self.gpus.len() <= g {
+            self.gpus.resize_with(g + 1, GpuHistory::default);
+        }
+        &mut self.gpus[g]
+    }
+
     fn acc(&mut self, gpu: u32, day: i64) -> Option<&mut DayAcc> {
         if day < self.closed_before_day {
             return None;
         }
         let n_slots = self.n_slots();
-        let g = gpu as usize;
-        if self.gpus.len() <= g {
-            self.gpus.resize_with(g + 1, GpuHistory::default);
-        }
-        let open = &mut self.gpus[g].open;
+        let open = &mut self.history(gpu).open;
         let i = match open.iter().position(|a| a.day == day) {
             Some(i) => i,
             None => {
@@ -204,10 +209,7 @@ impl HealthTracker {
             let t = cols.time[row];
             self.max_event_us = self.max_event_us.max(t);
             let day = t.div_euclid(DAY_US);
-            if self.gpus.len() <= gpu as usize {
-                self.gpus.resize_with(gpu as usize + 1, GpuHistory::default);
-            }
-            let h = &mut self.gpus[gpu as usize];
+            let h = self.history(gpu);
             h.first_seen_us = Some(h.first_seen_us.map_or(t, |f| f.min(t)));
             let Some(acc) = self.acc(gpu, day) else {
                 continue;

@@ -315,9 +315,10 @@ impl WindowOperator {
         let horizon = self.cfg.late_horizon_us;
         for width in [Width::OneMinute, Width::FifteenMinutes] {
             let w = width.micros();
-            let (windows, tracks, gpus) = match width {
-                Width::OneMinute => (&mut self.w1, &self.tracks, &self.gpus),
-                Width::FifteenMinutes => (&mut self.w15, &self.tracks, &self.gpus),
+            let (tracks, gpus) = (&self.tracks, &self.gpus);
+            let windows = match width {
+                Width::OneMinute => &mut self.w1,
+                Width::FifteenMinutes => &mut self.w15,
             };
             let mut updates = RollupBuilder::default();
             // Newly closed: end in (emitted_upto, watermark].
