@@ -166,36 +166,6 @@ pub fn open_dump(path: &Path) -> Result<Box<dyn BufRead>> {
     Ok(Box::new(BufReader::with_capacity(1 << 20, inner)))
 }
 
-/// Reads a whole dump into messages; offsets count per partition from 0.
-/// A line that is not a valid dump record is an error naming its line number:
-/// the dump itself is our own format, unlike the message values it carries.
-pub fn read_dump(path: &Path, topic: &str) -> Result<Vec<Message>> {
-    let reader = open_dump(path)?;
-    let mut messages = Vec::new();
-    let mut next_offset: std::collections::HashMap<i32, i64> = Default::default();
-    for (n, line) in reader.lines().enumerate() {
-        let line = line.with_context(|| format!("reading {} line {}", path.display(), n + 1))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let rec: DumpRecord = serde_json::from_str(&line)
-            .with_context(|| format!("{} line {}: not a dump record", path.display(), n + 1))?;
-        let value = rec
-            .value_bytes()
-            .with_context(|| format!("{} line {}", path.display(), n + 1))?;
-        let offset = next_offset.entry(rec.partition).or_insert(0);
-        messages.push(Message {
-            key: rec.key.map(String::into_bytes),
-            value,
-            topic: topic.to_owned(),
-            partition: rec.partition,
-            offset: *offset,
-        });
-        *offset += 1;
-    }
-    Ok(messages)
-}
-
 const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 fn base64_encode(data: &[u8]) -> String {

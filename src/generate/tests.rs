@@ -210,7 +210,12 @@ fn writes_dump_and_manifest() {
     let dir = std::env::temp_dir().join(format!("gpu-health-gen-{}", std::process::id()));
     let path = dir.join("t.jsonl");
     let m = generate_to_file(&small(9, 0.01), &path).expect("generate_to_file");
-    let back = crate::dump::read_dump(&path, TOPIC).expect("read back");
+    let mut source = crate::source::FileSource::open(&path.display().to_string(), TOPIC)
+        .expect("open the dump");
+    let back = source
+        .next_batch(usize::MAX)
+        .expect("read back")
+        .unwrap_or_default();
     assert_eq!(back.len() as u64, m.messages);
     let text = std::fs::read_to_string(manifest_path(&path)).expect("manifest");
     let parsed: Manifest = serde_json::from_str(&text).expect("manifest parses");
