@@ -65,8 +65,8 @@ fn view(a: &ArrayRef) -> Result<Col<'_>> {
     })
 }
 
-/// Appends a batch's rows in binary COPY row format (no header or trailer).
-/// `f(buf)` is called whenever the buffer passes `chunk` bytes, to send it on.
+/// Appends a batch's rows in binary COPY row format (no header or trailer); the
+/// caller sends the buffer on when it grows large.
 pub fn encode_rows(batch: &RecordBatch, buf: &mut BytesMut) -> Result<()> {
     let cols: Vec<Col> = batch.columns().iter().map(view).collect::<Result<_>>()?;
     let n_fields = cols.len() as i16;

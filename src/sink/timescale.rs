@@ -99,8 +99,6 @@ pub struct TimescaleSink {
     last_refresh: Option<Instant>,
     last_retention: Option<Instant>,
     dirty_views: bool,
-    pub rows_written: u64,
-    pub retries: u64,
 }
 
 async fn prepare_session(client: &Client, targets: &[Target]) -> Result<()> {
@@ -144,8 +142,6 @@ impl TimescaleSink {
             last_refresh: None,
             last_retention: None,
             dirty_views: false,
-            rows_written: 0,
-            retries: 0,
         })
     }
 
@@ -157,22 +153,16 @@ impl TimescaleSink {
         )
     }
 
-    pub fn edition(&self) -> Edition {
-        self.edition
-    }
-
     /// Writes one flush; retries it whole on connection loss.
     pub async fn write(&mut self, set: &FlushSet) -> Result<()> {
         let mut backoff = Duration::from_millis(100);
         loop {
             match self.try_write(set).await {
                 Ok(n) => {
-                    self.rows_written += n;
                     self.dirty_views |= n > 0;
                     break;
                 }
                 Err(e) if is_connection_error(&e) => {
-                    self.retries += 1;
                     warn!(error = %format!("{e:#}"), backoff_ms = backoff.as_millis() as u64,
                           "database unavailable; input paused, retrying");
                     tokio::time::sleep(backoff).await;
