@@ -53,6 +53,14 @@ const COUNTER_MAX: f64 = 9_007_199_254_740_992.0;
 /// Frame buffer sizes up to 64 TiB (no GPU is near; guards against garbage).
 const FB_MAX: f64 = 70_368_744_177_664.0;
 
+/// A frame-buffer column: bytes in the table, MiB in the nested `memory` section.
+const fn fb_col(name: &'static str, nested_field: &'static str) -> MetricColumn {
+    MetricColumn {
+        nested_scale: MIB,
+        ..col(name, ("memory", nested_field), Kind::Int, 0.0, FB_MAX)
+    }
+}
+
 /// The metric columns in table order. Ranges: DESIGN 2.2 (temperatures -40..150 C,
 /// power 0..2,000 W, ratios 0..1, percentages 0..100, counters >= 0).
 pub const METRICS: &[MetricColumn] = &[
@@ -84,36 +92,9 @@ pub const METRICS: &[MetricColumn] = &[
         0.0,
         4_294_967_295.0,
     ),
-    MetricColumn {
-        nested_scale: MIB,
-        ..col(
-            "fb_used_bytes",
-            ("memory", "fb_used_mib"),
-            Kind::Int,
-            0.0,
-            FB_MAX,
-        )
-    },
-    MetricColumn {
-        nested_scale: MIB,
-        ..col(
-            "fb_free_bytes",
-            ("memory", "fb_free_mib"),
-            Kind::Int,
-            0.0,
-            FB_MAX,
-        )
-    },
-    MetricColumn {
-        nested_scale: MIB,
-        ..col(
-            "fb_total_bytes",
-            ("memory", "fb_total_mib"),
-            Kind::Int,
-            0.0,
-            FB_MAX,
-        )
-    },
+    fb_col("fb_used_bytes", "fb_used_mib"),
+    fb_col("fb_free_bytes", "fb_free_mib"),
+    fb_col("fb_total_bytes", "fb_total_mib"),
     col(
         "memory_utilization",
         ("memory", "memory_utilization_pct"),
