@@ -210,8 +210,8 @@ fn writes_dump_and_manifest() {
     let dir = std::env::temp_dir().join(format!("gpu-health-gen-{}", std::process::id()));
     let path = dir.join("t.jsonl");
     let m = generate_to_file(&small(9, 0.01), &path).expect("generate_to_file");
-    let mut source = crate::source::FileSource::open(&path.display().to_string(), TOPIC)
-        .expect("open the dump");
+    let mut source =
+        crate::source::FileSource::open(&path.display().to_string(), TOPIC).expect("open the dump");
     let back = source
         .next_batch(usize::MAX)
         .expect("read back")
