@@ -7,6 +7,8 @@
 #                                        and writes it plus PGDATA_DIR=<DIR> to <DIR>/env
 #   scripts/timescaledb.sh stop DIR      stop the cluster in DIR and remove DIR
 #   scripts/timescaledb.sh status DIR    say whether the cluster in DIR runs (exit 0 if so)
+#   scripts/timescaledb.sh pause DIR     stop the cluster in DIR but keep it (an outage)
+#   scripts/timescaledb.sh resume DIR    start a paused cluster again on the same port
 #
 # Installs postgresql-15, postgresql-server-dev-15, cmake and build tools with apt when
 # missing. TimescaleDB (the Apache-2 part) is built from Debian's source package
@@ -35,7 +37,7 @@ APT_PIN_FILE=/etc/apt/preferences.d/gpu-health-$SOURCE_SUITE
 DB_NAME=gpu_health
 
 usage() {
-  sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
@@ -255,8 +257,27 @@ cmd_status() {
   fi
 }
 
+# An outage for tests: the server goes away (clients are disconnected), data stays.
+cmd_pause() {
+  check_cluster_dir "${1:-}"
+  if cluster_running "$1"; then
+    as_pg "$PG_BIN/pg_ctl" stop -D "$1/data" -m fast -w -t 60 >/dev/null 2>&1 ||
+      die "pg_ctl stop failed for $1/data: see $1/postgres.log"
+  fi
+}
+
+# Ends an outage: same data, same port (gpu_health.conf is kept), so URLs stay valid.
+cmd_resume() {
+  check_cluster_dir "${1:-}"
+  cluster_running "$1" && return 0
+  as_pg "$PG_BIN/pg_ctl" start -D "$1/data" -l "$1/postgres.log" -w -t 60 >/dev/null 2>&1 ||
+    die "pg_ctl start failed for $1/data: see $1/postgres.log"
+}
+
 case "${1:-}" in
   start) shift; cmd_start "$@" ;;
+  pause) shift; cmd_pause "$@" ;;
+  resume) shift; cmd_resume "$@" ;;
   stop) shift; cmd_stop "$@" ;;
   status) shift; cmd_status "$@" ;;
   *) usage ;;

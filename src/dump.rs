@@ -153,10 +153,10 @@ impl DumpWriter {
 }
 
 /// Opens a dump for reading, decompressing by the file's extension.
-pub fn open_dump(path: &Path) -> Result<Box<dyn BufRead>> {
+pub fn open_dump(path: &Path) -> Result<Box<dyn BufRead + Send>> {
     let file = File::open(path).with_context(|| format!("opening dump {}", path.display()))?;
     let name = path.to_string_lossy();
-    let inner: Box<dyn Read> = if name.ends_with(".zst") {
+    let inner: Box<dyn Read + Send> = if name.ends_with(".zst") {
         Box::new(zstd::stream::read::Decoder::new(file)?)
     } else if name.ends_with(".gz") {
         Box::new(flate2::read::MultiGzDecoder::new(file))

@@ -63,13 +63,43 @@ enum Command {
         #[command(subcommand)]
         action: SchemaAction,
     },
-    /// Measure decode, windows + scores, and end-to-end throughput on a generated fleet.
+    /// Measure decode, windows + scores, and end-to-end throughput on a generated fleet
+    /// (`bench db` measures the TimescaleDB bars).
+    #[command(args_conflicts_with_subcommands = true)]
     Bench {
+        #[command(subcommand)]
+        target: Option<BenchTarget>,
         #[arg(long, default_value_t = 1000)]
         gpus: usize,
         /// Hours of fleet telemetry to generate (10 s samples).
         #[arg(long, default_value_t = 3.0)]
         hours: f64,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchTarget {
+    /// Raw-ingest rows/s against server-side COPY FROM a file, and an end-to-end
+    /// backfill, on a scratch database beside the one in the environment's URL
+    /// (needs CREATEDB and superuser; the server must run on this machine).
+    Db {
+        #[arg(long, default_value_t = 1000)]
+        gpus: usize,
+        /// Hours of telemetry for the raw-ingest ratio.
+        #[arg(long, default_value_t = 1.0)]
+        copy_hours: f64,
+        /// Runs of each raw-ingest method (the median is reported).
+        #[arg(long, default_value_t = 3)]
+        repeat: usize,
+        /// Hours of telemetry for the backfill (0 skips it).
+        #[arg(long, default_value_t = 24.0)]
+        backfill_hours: f64,
+        /// The backfill dump: written there, or reused when its manifest matches.
+        #[arg(long)]
+        dump: Option<PathBuf>,
+        /// Name of the scratch database (dropped and created).
+        #[arg(long, default_value = "gpu_health_bench")]
+        database: String,
     },
 }
 
@@ -142,7 +172,34 @@ fn main() -> Result<()> {
             Ok(())
         }
         Command::Schema { action } => runtime.block_on(schema(action)),
-        Command::Bench { gpus, hours } => runtime.block_on(gpu_health::bench::run(gpus, hours)),
+        Command::Bench {
+            target: None,
+            gpus,
+            hours,
+        } => runtime.block_on(gpu_health::bench::run(gpus, hours)),
+        Command::Bench {
+            target:
+                Some(BenchTarget::Db {
+                    gpus,
+                    copy_hours,
+                    repeat,
+                    backfill_hours,
+                    dump,
+                    database,
+                }),
+            ..
+        } => {
+            let url = gpu_health::db::database_url_from_env()?;
+            let opts = gpu_health::bench::db::DbBenchOptions {
+                gpus,
+                copy_hours,
+                repeat: repeat.max(1),
+                backfill_hours,
+                dump,
+                database,
+            };
+            runtime.block_on(gpu_health::bench::db::run(&url, &opts))
+        }
     }
 }
 

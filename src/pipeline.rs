@@ -16,6 +16,7 @@ use crate::event::SoftReason;
 use crate::event::columns::RawColumns;
 use crate::event::dead_letter::{DeadReason, dead_letters_to_batch};
 use crate::event::decoder::{decode_batch, too_late_letter};
+use crate::health::predict::predictions_to_batch;
 use crate::health::scores::scores_to_batch;
 use crate::health::{HealthTracker, ScoredDay};
 use crate::sink::{FlushSet, Sink};
@@ -107,13 +108,22 @@ impl Pipeline {
     pub async fn run(mut self, mut source: Source, mut sink: Sink) -> Result<RunReport> {
         let start = Instant::now();
         info!(source = %source.describe(), sink = %sink.describe(), "pipeline starting");
-        while let Some(msgs) = source.next_batch(self.cfg.engine.batch_size).await? {
-            let set = self.step(&msgs).await?;
-            sink.write(set).await.context("writing to the sink")?;
-        }
-        let set = self.finish()?;
-        sink.write(set).await.context("writing the final flush")?;
-        sink.close().await.context("closing the sink")?;
+        // The sink writes flush N in its own task while the engine computes flush N+1.
+        // The channel holds one flush, so at most three exist at once: memory stays
+        // bounded, and a slow or unavailable database pauses the source.
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<FlushSet>(1);
+        let writer = tokio::spawn(async move {
+            while let Some(set) = rx.recv().await {
+                sink.write(set).await.context("writing to the sink")?;
+            }
+            sink.close().await.context("closing the sink")
+        });
+        let produced = self.produce(&mut source, &tx).await;
+        drop(tx);
+        let written = writer.await.context("the sink task panicked")?;
+        // A sink failure closes the channel, which ends production early; report it first.
+        written?;
+        produced?;
         self.report.elapsed_s = start.elapsed().as_secs_f64();
         self.report.latest = self.latest.into_values().collect();
         self.report.gpus = self.window.gpus().to_vec();
@@ -121,6 +131,24 @@ impl Pipeline {
             warn!(?self.report.messages, "books do not balance");
         }
         Ok(self.report)
+    }
+
+    /// Feeds every batch of the source, then the final flush, to the sink task.
+    /// Stops early, without error, when the sink task has gone (its error wins).
+    async fn produce(
+        &mut self,
+        source: &mut Source,
+        tx: &tokio::sync::mpsc::Sender<FlushSet>,
+    ) -> Result<()> {
+        while let Some(msgs) = source.next_batch(self.cfg.engine.batch_size).await? {
+            let set = self.step(&msgs).await?;
+            if tx.send(set).await.is_err() {
+                return Ok(());
+            }
+        }
+        let set = self.finish()?;
+        let _ = tx.send(set).await;
+        Ok(())
     }
 
     /// Processes one micro-batch of messages.
@@ -241,6 +269,8 @@ impl Pipeline {
         if !scored.is_empty() {
             set.scores
                 .push(scores_to_batch(&scored, self.window.gpus())?);
+            set.predictions
+                .push(predictions_to_batch(&scored, self.window.gpus())?);
         }
         for s in scored {
             self.latest.insert(s.gpu, s);

@@ -257,3 +257,82 @@ fn healthy_gpus_grade_excellent_or_good() {
     }
     assert!(checked >= 20, "only {checked} healthy GPU-days");
 }
+
+/// The published baseline of HEALTH_MODEL.md for a GPU with no risk signal: about
+/// 0.91 % within 30 days.
+const BASELINE_P30: f64 = 0.0091;
+
+#[test]
+fn failure_predictions_name_the_failing_gpus_and_leave_healthy_ones_near_baseline() {
+    let (scores, run) = setup();
+    let preds = read_table(&run.out.join("gpu_failure_predictions"));
+    assert_eq!(preds.len(), scores.rows.len(), "one prediction per score");
+    let faulty: Vec<&str> = run
+        .manifest
+        .scenarios
+        .iter()
+        .map(|s| s.gpu_uuid.as_str())
+        .collect();
+    let p30 = |r: &Row| r["p_fail_30d"].f().unwrap();
+
+    // On the first day a fault makes its GPU critical, that GPU's 30-day risk exceeds
+    // every healthy GPU's, and the failure type names the fault's dimension.
+    for (name, kind) in [
+        ("ecc_storm", "memory"),
+        ("fell_off_bus", "reliability"),
+        ("thermal_runaway", "thermal"),
+    ] {
+        let (gpu, _) = scenario(run, name);
+        let day = scores
+            .rows
+            .iter()
+            .filter(|r| r["gpu_uuid"].s() == gpu && grade(r) == "critical")
+            .map(|r| r["time"].i().unwrap())
+            .min()
+            .unwrap_or_else(|| panic!("{name} never made its GPU critical"));
+        let on_day: Vec<&Row> = preds
+            .iter()
+            .filter(|r| r["time"].i() == Some(day))
+            .collect();
+        let mine = on_day
+            .iter()
+            .find(|r| r["gpu_uuid"].s() == gpu)
+            .unwrap_or_else(|| panic!("no prediction for {name}"));
+        let healthy_max = on_day
+            .iter()
+            .filter(|r| !faulty.contains(&r["gpu_uuid"].s()))
+            .map(|r| p30(r))
+            .fold(0.0, f64::max);
+        assert!(
+            p30(mine) > healthy_max,
+            "{name}: {} vs healthy {healthy_max}",
+            p30(mine)
+        );
+        assert_eq!(mine["predicted_failure_type"].s(), kind, "{name}");
+    }
+
+    for r in &preds {
+        let p = [r["p_fail_7d"].f(), r["p_fail_30d"].f(), r["p_fail_90d"].f()];
+        let p = p.map(|x| x.unwrap());
+        assert!(
+            0.0 < p[0] && p[0] < p[1] && p[1] < p[2] && p[2] < 1.0,
+            "{p:?}"
+        );
+        assert!(r["hazard_ratio"].f().unwrap() >= 1.0);
+        let c = r["confidence"].f().unwrap();
+        assert!((0.0..=1.0).contains(&c));
+        let shares: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(r["feature_importance"].s()).unwrap();
+        let sum: f64 = shares.values().map(|v| v.as_f64().unwrap()).sum();
+        assert!(shares.is_empty() || (sum - 1.0).abs() < 1e-9, "{shares:?}");
+        if !faulty.contains(&r["gpu_uuid"].s()) {
+            assert!(
+                p30(r) < 2.0 * BASELINE_P30,
+                "healthy {} at {:?}: {shares:?}",
+                r["gpu_uuid"].s(),
+                r["time"]
+            );
+            assert!(p30(r) >= BASELINE_P30 - 0.0001);
+        }
+    }
+}

@@ -4,13 +4,8 @@
 
 mod common;
 
-use std::path::Path;
-
-use gpu_health::config::{DEMO_PIPELINE, PipelineConfig, SourceConfig};
+use common::db::{apply_schema, backfill, checksums, fresh_db, scalar_i64};
 use gpu_health::db::{self, Edition};
-use gpu_health::pipeline::Pipeline;
-use gpu_health::sink::{Sink, TimescaleOptions, TimescaleSink};
-use gpu_health::source::Source;
 use tokio_postgres::Client;
 
 const GAUGES: &[(&str, &str)] = &[
@@ -30,80 +25,6 @@ const GAUGES: &[(&str, &str)] = &[
     ("pcie_tx_mbps", "pcie_tx_bytes_per_sec / 1e6::float8"),
     ("pcie_rx_mbps", "pcie_rx_bytes_per_sec / 1e6::float8"),
 ];
-
-fn server_url() -> String {
-    std::env::var("DATABASE_URL").expect(
-        "DATABASE_URL is not set: run the tests with scripts/test.sh, which starts TimescaleDB",
-    )
-}
-
-fn with_db(url: &str, db: &str) -> String {
-    let (base, _) = url
-        .rsplit_once('/')
-        .expect("a database URL ends in /<database>");
-    format!("{base}/{db}")
-}
-
-/// A fresh database with the extension, for one test.
-async fn fresh_db(name: &str) -> (String, Client) {
-    let admin = db::connect(&server_url()).await.unwrap();
-    admin
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .await
-        .unwrap();
-    admin
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .await
-        .unwrap();
-    let url = with_db(&server_url(), name);
-    let client = db::connect(&url).await.unwrap();
-    client
-        .batch_execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
-        .await
-        .unwrap();
-    (url, client)
-}
-
-/// Roles are cluster-wide: tests apply their schemas one at a time.
-async fn apply_schema(c: &mut Client) -> anyhow::Result<db::migrate::ApplyReport> {
-    static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-    let _guard = LOCK.lock().await;
-    db::migrate::apply(c).await
-}
-
-async fn scalar_i64(c: &Client, sql: &str) -> i64 {
-    c.query_one(sql, &[])
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-        .get(0)
-}
-
-async fn backfill(url: &str) -> gpu_health::pipeline::RunReport {
-    apply_schema(&mut db::connect(url).await.unwrap())
-        .await
-        .unwrap();
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut cfg = PipelineConfig::parse(DEMO_PIPELINE, "demo.toml").unwrap();
-    cfg.source = SourceConfig::File {
-        path: root.join(common::FIXTURE).display().to_string(),
-        topic: "gpu-metrics-enriched".into(),
-    };
-    let sink = TimescaleSink::connect(TimescaleOptions {
-        url: url.to_owned(),
-        consumer_group: "test".into(),
-        apply_schema: false,
-        refresh_interval: std::time::Duration::from_secs(3600),
-        retention_interval: std::time::Duration::from_secs(3600),
-        max_backoff: std::time::Duration::from_secs(1),
-    })
-    .await
-    .unwrap();
-    let source = Source::from_config(&cfg.source).unwrap();
-    Pipeline::new(cfg)
-        .run(source, Sink::Timescale(Box::new(sink)))
-        .await
-        .unwrap()
-}
 
 /// Rows of `table` that differ from the SQL aggregate over accepted raw rows, plus
 /// rows missing on either side.
@@ -180,37 +101,6 @@ fn mismatch_sql(table: &str, width: &str) -> String {
     )
 }
 
-const CHECKSUM_TABLES: [(&str, &str); 5] = [
-    ("gpu_metrics", "time, gpu_uuid"),
-    ("gpu_metrics_1min", "time, gpu_uuid"),
-    ("gpu_metrics_15min", "time, gpu_uuid"),
-    ("gpu_health_scores", "time, gpu_uuid"),
-    (
-        "gpu_metrics_dead_letters",
-        "topic, partition, \"offset\", reason",
-    ),
-];
-
-async fn checksums(c: &Client) -> Vec<(i64, String)> {
-    let mut out = Vec::new();
-    for (t, order) in CHECKSUM_TABLES {
-        let cols = if t == "gpu_metrics_dead_letters" {
-            "reason, detail, topic, partition, \"offset\", key, value, gpu_uuid, time"
-        } else {
-            "x.*"
-        };
-        let row = c
-            .query_one(
-                &format!("SELECT count(*), md5(coalesce(string_agg(({cols})::text, '|' ORDER BY {order}), '')) FROM {t} x"),
-                &[],
-            )
-            .await
-            .unwrap_or_else(|e| panic!("checksum of {t}: {e}"));
-        out.push((row.get(0), row.get(1)));
-    }
-    out
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn schema_apply_twice_changes_nothing() {
     let (_, mut c) = fresh_db("t_schema_twice").await;
@@ -257,7 +147,7 @@ async fn schema_apply_twice_changes_nothing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn fixture_backfill_equals_sql_over_raw_rows_and_replays_idempotently() {
     let (url, c) = fresh_db("t_backfill").await;
-    let report = backfill(&url).await;
+    let report = backfill(&url, None).await;
     assert!(report.books_balance());
     assert_eq!(
         scalar_i64(&c, "SELECT count(*) FROM gpu_metrics").await as u64,
@@ -282,12 +172,37 @@ async fn fixture_backfill_equals_sql_over_raw_rows_and_replays_idempotently() {
         scalar_i64(&c, "SELECT count(*) FROM gpu_health_scores").await,
         48
     );
+    // A failure prediction beside every score, with shares of log HR that sum to 1.
+    let unmatched = scalar_i64(&c, "
+        SELECT count(*) FROM gpu_health_scores s FULL JOIN gpu_failure_predictions p USING (time, gpu_uuid)
+         WHERE s.gpu_uuid IS NULL OR p.gpu_uuid IS NULL
+            OR p.model_name <> 'gpu-health-ph' OR NOT (p.p_fail_7d < p.p_fail_30d AND p.p_fail_30d < p.p_fail_90d)
+            OR jsonb_typeof(p.feature_importance) <> 'object'
+            OR (p.feature_importance <> '{}' AND abs((SELECT sum(v::float8) FROM jsonb_each_text(p.feature_importance) e(k, v)) - 1) > 1e-9)").await;
+    assert_eq!(unmatched, 0, "predictions that do not match the scores");
+    // gpu_assets: one row per GPU; identity of its latest raw row, first and last seen.
+    let bad_assets = scalar_i64(&c, "
+        WITH latest AS (SELECT DISTINCT ON (gpu_uuid) gpu_uuid, hostname, pci_bus_id, gpu_model,
+                               rack_id, cluster_id, datacenter
+                          FROM gpu_metrics ORDER BY gpu_uuid, time DESC),
+             span AS (SELECT gpu_uuid, min(time) AS first_seen, max(time) AS last_seen
+                        FROM gpu_metrics GROUP BY gpu_uuid)
+        SELECT count(*) FROM latest l JOIN span s USING (gpu_uuid) FULL JOIN gpu_assets a USING (gpu_uuid)
+         WHERE a.gpu_uuid IS NULL OR l.gpu_uuid IS NULL
+            OR (l.hostname, l.pci_bus_id, l.gpu_model, l.rack_id, l.cluster_id, l.datacenter, s.first_seen, s.last_seen)
+               IS DISTINCT FROM
+               (a.hostname, a.pci_bus_id, a.gpu_model, a.rack_id, a.cluster_id, a.datacenter, a.first_seen, a.last_seen)").await;
+    assert_eq!(
+        bad_assets, 0,
+        "gpu_assets differs from SQL over gpu_metrics"
+    );
+    assert_eq!(scalar_i64(&c, "SELECT count(*) FROM gpu_assets").await, 16);
     // Offsets consumed are recorded with the data.
     let next: i64 = scalar_i64(&c, "SELECT sum(next_offset)::bigint FROM gpu_health.consumed_offsets WHERE consumer_group = 'test'").await;
     assert_eq!(next as u64, report.messages);
 
     let before = checksums(&c).await;
-    backfill(&url).await;
+    backfill(&url, None).await;
     let after = checksums(&c).await;
     assert_eq!(before, after, "replaying the same input changed a table");
 

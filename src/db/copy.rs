@@ -7,7 +7,8 @@ use anyhow::{Result, bail};
 use bytes::{BufMut, BytesMut};
 use datafusion::arrow::array::{Array, ArrayRef, AsArray};
 use datafusion::arrow::datatypes::{
-    DataType, Float64Type, Int32Type, Int64Type, SchemaRef, TimeUnit, TimestampMicrosecondType,
+    DataType, Field, Float64Type, Int32Type, Int64Type, SchemaRef, TimeUnit,
+    TimestampMicrosecondType,
 };
 use datafusion::arrow::record_batch::RecordBatch;
 
@@ -103,6 +104,15 @@ pub fn encode_rows(batch: &RecordBatch, buf: &mut BytesMut) -> Result<()> {
     Ok(())
 }
 
+/// Field metadata naming the PostgreSQL type a text column is cast to on upsert.
+const PG_CAST: &str = "pg_cast";
+
+/// A text field stored in a `jsonb` column: staged as text, cast on upsert.
+pub fn jsonb_field(name: &str) -> Field {
+    Field::new(name, DataType::Utf8, true)
+        .with_metadata([(PG_CAST.to_owned(), "jsonb".to_owned())].into())
+}
+
 /// `"a", "b", ...` of a schema.
 pub fn column_list(schema: &SchemaRef) -> String {
     schema
@@ -148,8 +158,17 @@ pub fn upsert_from_staging(
     } else {
         "DO NOTHING".to_owned()
     };
+    let select = schema
+        .fields()
+        .iter()
+        .map(|f| match f.metadata().get(PG_CAST) {
+            Some(cast) => format!("\"{}\"::{cast}", f.name()),
+            None => format!("\"{}\"", f.name()),
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
     format!(
-        "INSERT INTO {table} ({cols}) SELECT {cols} FROM {staging} ON CONFLICT ({}) {action}",
+        "INSERT INTO {table} ({cols}) SELECT {select} FROM {staging} ON CONFLICT ({}) {action}",
         key.join(", ")
     )
 }

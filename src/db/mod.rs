@@ -2,6 +2,7 @@
 //! URL held in the environment (never logged with its password), telling the edition
 //! apart, and applying the ordered migrations of `schema/`.
 
+pub mod assets;
 pub mod copy;
 pub mod migrate;
 pub mod status;
@@ -40,6 +41,21 @@ pub fn redact(url: &str) -> String {
         Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
         None => url.to_owned(),
     }
+}
+
+/// The same server and credentials with another database name (URL form only).
+pub fn with_database(url: &str, dbname: &str) -> Result<String> {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        bail!(
+            "expected a URL-form database URL (postgres://...), got {}",
+            redact(url)
+        );
+    };
+    let host_start = rest.rfind('@').map_or(0, |i| i + 1);
+    let (userinfo, tail) = rest.split_at(host_start);
+    let (host, after) = tail.split_at(tail.find(['/', '?']).unwrap_or(tail.len()));
+    let query = after.find('?').map_or("", |i| &after[i..]);
+    Ok(format!("{scheme}://{userinfo}{host}/{dbname}{query}"))
 }
 
 /// Connects and drives the connection on the runtime.
@@ -99,5 +115,20 @@ mod tests {
         );
         assert_eq!(redact("postgres://u@h/d"), "postgres://u@h/d");
         assert!(!redact("postgresql://a:b:c@h/d").contains("b:c"));
+    }
+
+    #[test]
+    fn another_database_keeps_everything_else() {
+        let w = |u| super::with_database(u, "scratch").unwrap_or_default();
+        assert_eq!(
+            w("postgres://u:p@h:5432/db"),
+            "postgres://u:p@h:5432/scratch"
+        );
+        assert_eq!(
+            w("postgres://u@h/db?sslmode=require"),
+            "postgres://u@h/scratch?sslmode=require"
+        );
+        assert_eq!(w("postgresql://h:1"), "postgresql://h:1/scratch");
+        assert!(super::with_database("host=h dbname=db", "scratch").is_err());
     }
 }

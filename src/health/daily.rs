@@ -144,6 +144,8 @@ pub struct ScoredDay {
     pub delta_7d: Option<f64>,
     pub delta_30d: Option<f64>,
     pub degradation_rate: Option<f64>,
+    /// Scored days of this GPU in the last 30, this one included.
+    pub history_days: u32,
 }
 
 /// Daily health for all GPUs of one pipeline.
@@ -340,6 +342,7 @@ impl HealthTracker {
                     || features.dbe_volatile_max.unwrap_or(0) > 0;
                 hist.push_back((day, score.overall, had_dbe));
                 let pts: Vec<(f64, f64)> = hist.iter().map(|(d, o, _)| (*d as f64, *o)).collect();
+                let history_days = hist.len() as u32;
                 out.push(ScoredDay {
                     gpu: g as u32,
                     day_start_us: day * DAY_US,
@@ -348,6 +351,7 @@ impl HealthTracker {
                     delta_7d,
                     delta_30d,
                     degradation_rate: slope(&pts),
+                    history_days,
                 });
             }
         }

@@ -103,6 +103,19 @@ pub enum Dimension {
     Reliability,
 }
 
+impl Dimension {
+    /// The name used in factors JSON and predictions.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dimension::Thermal => "thermal",
+            Dimension::Power => "power",
+            Dimension::Memory => "memory",
+            Dimension::Performance => "performance",
+            Dimension::Reliability => "reliability",
+        }
+    }
+}
+
 /// A signal that took points.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Factor {

@@ -22,6 +22,7 @@ pub struct FlushSet {
     pub finals_1m: Vec<RecordBatch>,
     pub finals_15m: Vec<RecordBatch>,
     pub scores: Vec<RecordBatch>,
+    pub predictions: Vec<RecordBatch>,
     pub dead_letters: Vec<RecordBatch>,
     /// The next offset per source partition once this flush is stored.
     pub offsets: Vec<SourcePosition>,

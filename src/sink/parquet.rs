@@ -16,14 +16,16 @@ use datafusion::parquet::file::properties::WriterProperties;
 use super::FlushSet;
 use crate::event::dead_letter::dead_letter_schema;
 use crate::event::schema::raw_schema;
+use crate::health::predict::predictions_schema;
 use crate::health::scores::scores_schema;
 use crate::window::rollup::rollup_schema;
 
-pub const TABLES: [&str; 5] = [
+pub const TABLES: [&str; 6] = [
     "gpu_metrics",
     "gpu_metrics_1min",
     "gpu_metrics_15min",
     "gpu_health_scores",
+    "gpu_failure_predictions",
     "dead_letters",
 ];
 
@@ -109,6 +111,7 @@ impl ParquetSink {
             rollup_schema(),
             rollup_schema(),
             scores_schema(),
+            predictions_schema(),
             dead_letter_schema(),
         ];
         let sets = TABLES
@@ -132,6 +135,7 @@ impl ParquetSink {
             set.finals_1m,
             set.finals_15m,
             set.scores,
+            set.predictions,
             set.dead_letters,
         ];
         for (ds, batches) in self.sets.iter_mut().zip(groups) {

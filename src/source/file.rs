@@ -16,7 +16,7 @@ pub const EMBEDDED_NAME: &str = "embedded:fixture";
 pub struct FileSource {
     name: String,
     topic: String,
-    reader: Box<dyn BufRead>,
+    reader: Box<dyn BufRead + Send>,
     line_no: usize,
     next_offset: HashMap<i32, i64>,
     line: String,
@@ -24,7 +24,7 @@ pub struct FileSource {
 
 impl FileSource {
     pub fn open(path: &str, topic: &str) -> Result<Self> {
-        let reader: Box<dyn BufRead> = if path == EMBEDDED_NAME {
+        let reader: Box<dyn BufRead + Send> = if path == EMBEDDED_NAME {
             Box::new(std::io::BufReader::with_capacity(
                 1 << 20,
                 zstd::stream::read::Decoder::new(EMBEDDED_FIXTURE)

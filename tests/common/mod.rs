@@ -1,6 +1,9 @@
-//! Shared by the engine tests: runs the bundled fixture through the whole pipeline
-//! once per test binary, and reads the Parquet output back as plain rows.
+//! Shared by the tests: runs the bundled fixture through the whole pipeline once per
+//! test binary and reads the Parquet output back as plain rows; `db` has the database
+//! helpers.
 #![allow(dead_code)]
+
+pub mod db;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -1,6 +1,9 @@
 //! `gpu-health bench`: generates a fleet in memory and prints events/s for decoding,
 //! for windows + scores, for decode + windows + scores, and end to end into Parquet,
-//! plus peak memory. Figures, not assertions: the quality bars live in DESIGN 9.
+//! plus peak memory; `db` measures the TimescaleDB bars. Figures, not assertions: the
+//! quality bars live in DESIGN 9.
+
+pub mod db;
 
 use std::time::Instant;
 
@@ -16,7 +19,7 @@ use crate::pipeline::Pipeline;
 use crate::sink::{ParquetSink, Sink};
 use crate::window::WindowOperator;
 
-fn peak_rss_mib() -> Option<f64> {
+pub(crate) fn peak_rss_mib() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
@@ -36,20 +39,20 @@ fn cpu_seconds() -> f64 {
 }
 
 /// Times a stage: wall clock and CPU.
-struct Stage {
-    wall: Instant,
+pub(crate) struct Stage {
+    pub(crate) wall: Instant,
     cpu: f64,
 }
 
 impl Stage {
-    fn start() -> Self {
+    pub(crate) fn start() -> Self {
         Stage {
             wall: Instant::now(),
             cpu: cpu_seconds(),
         }
     }
 
-    fn rate(&self, n: usize) -> String {
+    pub(crate) fn rate(&self, n: usize) -> String {
         let secs = self.wall.elapsed().as_secs_f64();
         let cpu = cpu_seconds() - self.cpu;
         format!(
