@@ -5,6 +5,7 @@ use std::fmt::Write;
 
 use crate::event::decode::fmt_time;
 use crate::health::model::GRADES;
+use crate::health::predict::predict;
 use crate::pipeline::RunReport;
 
 fn thousands(n: u64) -> String {
@@ -82,10 +83,11 @@ pub fn render(r: &RunReport, output: &str, worst: usize) -> String {
     );
     let _ = writeln!(
         o,
-        "rows written: gpu_metrics {} | gpu_metrics_1min {} | gpu_metrics_15min {} | gpu_health_scores {}",
+        "rows written: gpu_metrics {} | gpu_metrics_1min {} | gpu_metrics_15min {} | gpu_health_scores {} | gpu_failure_predictions {}",
         thousands(r.raw_rows),
         thousands(r.rollup_1m_rows),
         thousands(r.rollup_15m_rows),
+        thousands(r.score_rows),
         thousands(r.score_rows)
     );
     let _ = writeln!(o, "output: {output}");
@@ -115,11 +117,14 @@ pub fn render(r: &RunReport, output: &str, worst: usize) -> String {
     let mut by_score: Vec<_> = r.latest.iter().collect();
     by_score.sort_by(|a, b| a.score.overall.total_cmp(&b.score.overall));
     let _ = writeln!(o);
-    let _ = writeln!(o, "worst GPUs (latest day):");
     let _ = writeln!(
         o,
-        "  {:<42} {:<14} {:<10} {:<9} {:>5}  factors",
-        "gpu_uuid", "hostname", "day", "grade", "score"
+        "worst GPUs (latest day; p30d: failure probability within 30 days):"
+    );
+    let _ = writeln!(
+        o,
+        "  {:<42} {:<14} {:<10} {:<9} {:>5} {:>6}  factors",
+        "gpu_uuid", "hostname", "day", "grade", "score", "p30d"
     );
     for d in by_score.iter().take(worst) {
         let info = r.gpus.get(d.gpu as usize);
@@ -138,12 +143,13 @@ pub fn render(r: &RunReport, output: &str, worst: usize) -> String {
         );
         let _ = writeln!(
             o,
-            "  {:<42} {:<14} {:<10} {:<9} {:>5.1}  {}",
+            "  {:<42} {:<14} {:<10} {:<9} {:>5.1} {:>5.1}%  {}",
             info.map_or("?", |i| i.uuid.as_str()),
             info.map_or("?", |i| i.hostname.as_str()),
             &fmt_time(d.day_start_us)[..10],
             d.score.grade,
             d.score.overall,
+            predict(d).p_fail[1] * 100.0,
             if why.is_empty() {
                 "-".into()
             } else {
