@@ -214,6 +214,30 @@ async fn fixture_backfill_equals_sql_over_raw_rows_and_replays_idempotently() {
               FULL JOIN gpu_temp_15min v USING (bucket, gpu_uuid)
              WHERE v.gpu_uuid IS NULL OR e.gpu_uuid IS NULL OR e.m IS DISTINCT FROM v.max_temp").await;
         assert_eq!(bad, 0, "gpu_temp_15min differs from SQL over gpu_metrics");
+        assert_eq!(
+            scalar_i64(&c, "SELECT count(*) FROM gpu_health.aggregate_invalidations").await,
+            0,
+            "the refresh at the end of the run consumes the log"
+        );
+        // Only logged ranges are recomputed: a row slipped in without a log entry stays
+        // invisible, and appears once its range is logged.
+        c.batch_execute(
+            "INSERT INTO gpu_metrics (time, gpu_uuid, hostname, gpu_temp, validation_passed)
+                  VALUES ('2026-10-15 00:05+00', 'GPU-late', 'h', 50, true);
+             SELECT gpu_health.refresh_aggregates();",
+        )
+        .await
+        .unwrap();
+        let late = "SELECT count(*) FROM gpu_temp_15min WHERE gpu_uuid = 'GPU-late'
+                       AND bucket = '2026-10-15 00:00+00' AND max_temp = 50 AND sample_count = 1";
+        assert_eq!(scalar_i64(&c, late).await, 0);
+        c.batch_execute(
+            "INSERT INTO gpu_health.aggregate_invalidations VALUES ('2026-10-15 00:05+00', '2026-10-15 00:05+00');
+             SELECT gpu_health.refresh_aggregates();",
+        )
+        .await
+        .unwrap();
+        assert_eq!(scalar_i64(&c, late).await, 1);
         assert!(scalar_i64(&c, "SELECT count(*) FROM fleet_health_summary").await > 0);
     }
 }

@@ -31,6 +31,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "004_policies.timescale.sql",
         include_str!("../../schema/004_policies.timescale.sql"),
     ),
+    (
+        "005_incremental_temp_15min.apache.sql",
+        include_str!("../../schema/005_incremental_temp_15min.apache.sql"),
+    ),
 ];
 
 const NO_TRANSACTION: &str = "-- gpu-health: no-transaction";
@@ -62,6 +66,33 @@ pub struct ApplyReport {
     pub edition: Edition,
     pub applied: Vec<String>,
     pub already: Vec<String>,
+}
+
+/// The migrations of this edition not yet recorded (none when the schema is current).
+pub async fn pending(client: &Client) -> Result<Vec<&'static str>> {
+    let present = client
+        .query_one(
+            "SELECT to_regclass('gpu_health.schema_migrations') IS NOT NULL",
+            &[],
+        )
+        .await?
+        .get::<_, bool>(0);
+    let recorded: Vec<String> = if present {
+        client
+            .query("SELECT version FROM gpu_health.schema_migrations", &[])
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let ed = edition(client).await?;
+    Ok(MIGRATIONS
+        .iter()
+        .filter(|(n, _)| applies_to(n, ed) && !recorded.iter().any(|r| r == n))
+        .map(|(n, _)| *n)
+        .collect())
 }
 
 /// Applies what is missing; idempotent.

@@ -37,7 +37,8 @@ pub async fn status(client: &Client) -> Result<String> {
         writeln!(o, "missing in this edition, and what replaces it:")?;
         writeln!(
             o,
-            "  continuous aggregates -> materialized views refreshed by the processor after it writes"
+            "  continuous aggregates -> gpu_temp_15min: a hypertable whose changed buckets the processor recomputes \
+             after it writes (gpu_health.aggregate_invalidations); fleet_health_summary: a materialized view it refreshes"
         )?;
         writeln!(
             o,
@@ -119,10 +120,17 @@ pub async fn status(client: &Client) -> Result<String> {
                     &[&v],
                 )
                 .await?;
-            match m {
-                Some(r) if r.get::<_, bool>(0) => "materialized view (populated)",
-                Some(_) => "materialized view (not yet refreshed)",
-                None => "MISSING",
+            let table = client
+                .query_opt(
+                    "SELECT 1 FROM timescaledb_information.hypertables WHERE hypertable_name = $1",
+                    &[&v],
+                )
+                .await?;
+            match (m, table) {
+                (Some(r), _) if r.get::<_, bool>(0) => "materialized view (populated)",
+                (Some(_), _) => "materialized view (not yet refreshed)",
+                (None, Some(_)) => "hypertable refreshed by invalidated range",
+                (None, None) => "MISSING",
             }
         };
         writeln!(o, "  {v:<26} {kind}")?;

@@ -4,13 +4,16 @@
 //! and scores it emitted (set-based upsert from staging), its dead letters, and the
 //! source offsets it consumed, and the `gpu_assets` rows its raw rows imply. A lost connection is retried with capped backoff while
 //! the source waits (input paused, memory bounded by one flush); nothing is lost.
-//! On the Apache edition it also refreshes the aggregate views and enforces retention.
+//! On the Apache edition it also logs the time range each flush changed, refreshes the
+//! aggregates by those ranges and enforces retention.
 
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use bytes::BytesMut;
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::array::AsArray;
+use datafusion::arrow::compute::{max, min};
+use datafusion::arrow::datatypes::{SchemaRef, TimestampMicrosecondType};
 use datafusion::arrow::record_batch::RecordBatch;
 use futures_util::SinkExt;
 use tokio_postgres::{Client, Transaction};
@@ -142,17 +145,12 @@ impl TimescaleSink {
             let r = crate::db::migrate::apply(&mut client).await?;
             info!(applied = ?r.applied, edition = r.edition.as_str(), "schema applied");
         }
-        let present = client
-            .query_one(
-                "SELECT to_regclass('gpu_health.schema_migrations') IS NOT NULL",
-                &[],
-            )
-            .await?
-            .get::<_, bool>(0);
-        if !present {
+        let pending = crate::db::migrate::pending(&client).await?;
+        if !pending.is_empty() {
             anyhow::bail!(
-                "the database at {} has no gpu-health schema: run `gpu-health schema apply` first",
-                redact(&opts.url)
+                "the database at {} lacks migrations {}: run `gpu-health schema apply` first",
+                redact(&opts.url),
+                pending.join(", ")
             );
         }
         let ed = edition(&client).await?;
@@ -267,6 +265,9 @@ impl TimescaleSink {
         assets::upsert(&tx, &set.raw)
             .await
             .context("upserting gpu_assets")?;
+        if self.edition == Edition::Apache {
+            invalidate(&tx, &set.raw).await?;
+        }
         for p in &set.offsets {
             tx.execute(
                 "INSERT INTO gpu_health.consumed_offsets (consumer_group, topic, partition, next_offset)
@@ -385,8 +386,38 @@ async fn copy_batches(tx: &Transaction<'_>, target: &str, batches: &[RecordBatch
     Ok(sink.finish().await?)
 }
 
-/// Refreshes the Apache stand-ins for continuous aggregates (plain materialized
-/// views) through `gpu_health.refresh_aggregates()`, which runs as their owner so that
+/// Apache edition: logs the event-time range of the flush's raw rows, so that the next
+/// refresh recomputes only the aggregate buckets they touched.
+async fn invalidate(tx: &Transaction<'_>, raw: &[RecordBatch]) -> Result<()> {
+    let mut range: Option<(i64, i64)> = None;
+    for b in raw {
+        let Some(col) = b.column_by_name("time") else {
+            continue;
+        };
+        let t = col.as_primitive::<TimestampMicrosecondType>();
+        if let (Some(lo), Some(hi)) = (min(t), max(t)) {
+            range = Some(range.map_or((lo, hi), |(a, z)| (a.min(lo), z.max(hi))));
+        }
+    }
+    let Some((lo, hi)) = range else {
+        return Ok(());
+    };
+    let ts =
+        |us: i64| chrono::DateTime::<chrono::Utc>::from_timestamp_micros(us).unwrap_or_default();
+    tx.execute(
+        "INSERT INTO gpu_health.aggregate_invalidations (lo, hi) VALUES ($1, $2)",
+        &[&ts(lo), &ts(hi)],
+    )
+    .await
+    .context(
+        "logging the changed time range for the aggregates (run `gpu-health schema apply`?)",
+    )?;
+    Ok(())
+}
+
+/// Refreshes the Apache stand-ins for continuous aggregates (the invalidated buckets of
+/// `gpu_temp_15min`, the `fleet_health_summary` view) through
+/// `gpu_health.refresh_aggregates()`, which runs as their owner so that
 /// the least-privilege writer role may call it.
 pub async fn refresh_views(client: &Client) -> Result<()> {
     client
