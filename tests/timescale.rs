@@ -215,7 +215,11 @@ async fn fixture_backfill_equals_sql_over_raw_rows_and_replays_idempotently() {
              WHERE v.gpu_uuid IS NULL OR e.gpu_uuid IS NULL OR e.m IS DISTINCT FROM v.max_temp").await;
         assert_eq!(bad, 0, "gpu_temp_15min differs from SQL over gpu_metrics");
         assert_eq!(
-            scalar_i64(&c, "SELECT count(*) FROM gpu_health.aggregate_invalidations").await,
+            scalar_i64(
+                &c,
+                "SELECT count(*) FROM gpu_health.aggregate_invalidations"
+            )
+            .await,
             0,
             "the refresh at the end of the run consumes the log"
         );
