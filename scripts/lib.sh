@@ -86,3 +86,10 @@ s.close()' && return 0
   done
   die "could not find a free TCP port on 127.0.0.1"
 }
+
+# install_build_deps: what building gpu-health needs beyond a Rust toolchain and gcc:
+# cmake (rdkafka-sys builds its bundled librdkafka with it) and the curl headers
+# (librdkafka 2.12 includes curl/curl.h even when built without curl).
+install_build_deps() {
+  apt_install "${TMPDIR:-/tmp}/gpu-health-setup.log" cmake libcurl4-openssl-dev
+}

@@ -44,6 +44,31 @@ pub enum SourceConfig {
         #[serde(default = "default_topic")]
         topic: String,
     },
+    /// A Kafka topic, read as a member of a consumer group. With a TimescaleDB sink,
+    /// partitions start at the offsets stored with the data.
+    Kafka {
+        /// `host:port[,host:port...]`.
+        brokers: String,
+        #[serde(default = "default_topic")]
+        topic: String,
+        /// Consumer group (default: the sink's consumer group, else the pipeline name).
+        #[serde(default)]
+        group: Option<String>,
+        /// Stop at the end offsets taken at start (a backfill), instead of running on.
+        #[serde(default)]
+        bounded: bool,
+        /// How long a bounded run waits for more messages once every partition has
+        /// reached its end offset (the broker's high watermark may lag behind).
+        #[serde(default = "default_linger", with = "humantime_serde")]
+        end_linger: std::time::Duration,
+        /// Extra librdkafka settings, e.g. `"security.protocol" = "ssl"`.
+        #[serde(default)]
+        properties: std::collections::BTreeMap<String, String>,
+    },
+}
+
+fn default_linger() -> std::time::Duration {
+    std::time::Duration::from_secs(2)
 }
 
 pub fn default_topic() -> String {
@@ -309,5 +334,16 @@ mod tests {
         apply_env_overrides(&mut t, vars.into_iter(), "t").unwrap();
         assert_eq!(t["sink"]["path"].as_str(), Some("b/c"));
         assert_eq!(t["engine"]["batch_size"].as_integer(), Some(42));
+    }
+
+    #[test]
+    fn every_bundled_pipeline_parses() {
+        for name in ["demo", "backfill", "fleet"] {
+            let path = format!("{}/pipelines/{name}.toml", env!("CARGO_MANIFEST_DIR"));
+            let text = std::fs::read_to_string(&path).unwrap();
+            if let Err(e) = PipelineConfig::parse(&text, &path) {
+                panic!("{e:#}");
+            }
+        }
     }
 }

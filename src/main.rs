@@ -58,6 +58,22 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Produce a topic dump into Kafka (keys and partitions kept), as fast as possible
+    /// or at --rate messages per second; creates the topic when missing.
+    Replay {
+        /// The dump (.jsonl, .jsonl.gz, .jsonl.zst) or embedded:fixture.
+        dump: String,
+        #[arg(long, default_value = "gpu-metrics-enriched")]
+        topic: String,
+        /// Bootstrap servers (default: GPU_HEALTH_KAFKA_BROKERS or KAFKA_BROKERS).
+        #[arg(long)]
+        brokers: Option<String>,
+        /// Partitions of the topic if it has to be created.
+        #[arg(long, default_value_t = 4)]
+        partitions: i32,
+        #[arg(long)]
+        rate: Option<f64>,
+    },
     /// Manage the TimescaleDB schema (URL from GPU_HEALTH_DATABASE_URL or DATABASE_URL).
     Schema {
         #[command(subcommand)]
@@ -172,6 +188,34 @@ fn main() -> Result<()> {
             Ok(())
         }
         Command::Schema { action } => runtime.block_on(schema(action)),
+        Command::Replay {
+            dump,
+            topic,
+            brokers,
+            partitions,
+            rate,
+        } => {
+            let brokers = brokers
+                .or_else(|| std::env::var("GPU_HEALTH_KAFKA_BROKERS").ok())
+                .or_else(|| std::env::var("KAFKA_BROKERS").ok())
+                .context("no brokers: pass --brokers or set KAFKA_BROKERS")?;
+            let opts = gpu_health::replay::ReplayOptions {
+                dump,
+                brokers,
+                topic,
+                partitions,
+                rate,
+            };
+            let started = std::time::Instant::now();
+            let n = runtime.block_on(gpu_health::replay::replay(&opts))?;
+            let secs = started.elapsed().as_secs_f64();
+            println!(
+                "produced {n} messages into {} in {secs:.2} s ({:.0} msg/s)",
+                opts.topic,
+                n as f64 / secs
+            );
+            Ok(())
+        }
         Command::Bench {
             target: None,
             gpus,

@@ -19,7 +19,7 @@ use crate::event::decoder::{decode_batch, too_late_letter};
 use crate::health::predict::predictions_to_batch;
 use crate::health::scores::scores_to_batch;
 use crate::health::{HealthTracker, ScoredDay};
-use crate::sink::{FlushSet, Sink};
+use crate::sink::{FlushSet, Sink, SourcePosition};
 use crate::source::Source;
 use crate::window::WindowOperator;
 use crate::window::operator::{Emission, GpuInfo, RowStatus};
@@ -111,14 +111,18 @@ impl Pipeline {
         // The sink writes flush N in its own task while the engine computes flush N+1.
         // The channel holds one flush, so at most three exist at once: memory stays
         // bounded, and a slow or unavailable database pauses the source.
+        // Stored positions come back to the source (Kafka commits them for lag monitoring).
         let (tx, mut rx) = tokio::sync::mpsc::channel::<FlushSet>(1);
+        let (ack_tx, mut ack_rx) = tokio::sync::mpsc::unbounded_channel::<Vec<SourcePosition>>();
         let writer = tokio::spawn(async move {
             while let Some(set) = rx.recv().await {
+                let offsets = set.offsets.clone();
                 sink.write(set).await.context("writing to the sink")?;
+                let _ = ack_tx.send(offsets);
             }
             sink.close().await.context("closing the sink")
         });
-        let produced = self.produce(&mut source, &tx).await;
+        let produced = self.produce(&mut source, &tx, &mut ack_rx).await;
         drop(tx);
         let written = writer.await.context("the sink task panicked")?;
         // A sink failure closes the channel, which ends production early; report it first.
@@ -139,8 +143,17 @@ impl Pipeline {
         &mut self,
         source: &mut Source,
         tx: &tokio::sync::mpsc::Sender<FlushSet>,
+        acks: &mut tokio::sync::mpsc::UnboundedReceiver<Vec<SourcePosition>>,
     ) -> Result<()> {
-        while let Some(msgs) = source.next_batch(self.cfg.engine.batch_size).await? {
+        loop {
+            while let Ok(stored) = acks.try_recv() {
+                source.stored(&stored);
+            }
+            let Some(msgs) = source.next_batch(self.cfg.engine.batch_size).await? else {
+                break;
+            };
+            self.window
+                .expect_partitions(&source.partitions(), Instant::now());
             let set = self.step(&msgs).await?;
             if tx.send(set).await.is_err() {
                 return Ok(());
@@ -176,7 +189,6 @@ impl Pipeline {
             .ingest(&decoded.raw, &partitions, Instant::now())
             .await?;
         let cols = RawColumns::new(&decoded.raw);
-        let watermark_before = emission.watermark;
         let mut keep = Vec::with_capacity(admission.status.len());
         for (row, status) in admission.status.iter().enumerate() {
             match status {
@@ -185,14 +197,14 @@ impl Pipeline {
                     self.report.duplicates += 1;
                     keep.push(false);
                 }
-                RowStatus::TooLate => {
+                RowStatus::TooLate { watermark } => {
                     self.report.too_late += 1;
                     let msg = &msgs[decoded.row_message[row]];
                     dead.push(too_late_letter(
                         msg,
                         cols.gpu_uuid.value(row),
                         cols.time[row],
-                        watermark_before,
+                        *watermark,
                     ));
                     keep.push(true);
                 }

@@ -275,7 +275,7 @@ async fn backfill(admin_url: &str, url: &str, opts: &DbBenchOptions) -> Result<(
         path = dump.display().to_string()
     );
     let cfg = PipelineConfig::parse(&text, "bench backfill pipeline")?;
-    let source = Source::from_config(&cfg.source)?;
+    let source = Source::from_config(&cfg.source, None, &cfg.name)?;
     let sink = Sink::Timescale(Box::new(sink(url).await?));
     let t = Stage::start();
     let report = Pipeline::new(cfg).run(source, sink).await?;

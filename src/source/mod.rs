@@ -2,41 +2,97 @@
 //! in partition order; `None` means a bounded input has ended.
 
 pub mod file;
+pub mod kafka;
 
 use anyhow::Result;
 
 use crate::config::SourceConfig;
 use crate::dump::Message;
+use crate::sink::SourcePosition;
 
 pub use file::FileSource;
+pub use kafka::{KafkaOptions, KafkaSource, OffsetStore};
 
 /// The configured source. An enum rather than a trait object: sources differ in
 /// how they end and commit, and the pipeline matches on that.
 pub enum Source {
     File(FileSource),
+    Kafka(Box<KafkaSource>),
 }
 
 impl Source {
-    pub fn from_config(cfg: &SourceConfig) -> Result<Self> {
+    /// `store`: where the sink keeps offsets with the data, if it does (Kafka starts
+    /// its partitions there). `default_group`: the consumer group when none is set.
+    pub fn from_config(
+        cfg: &SourceConfig,
+        store: Option<OffsetStore>,
+        default_group: &str,
+    ) -> Result<Self> {
         match cfg {
             SourceConfig::File { path, topic } => Ok(Source::File(FileSource::open(path, topic)?)),
+            SourceConfig::Kafka {
+                brokers,
+                topic,
+                group,
+                bounded,
+                end_linger,
+                properties,
+            } => {
+                let group = group
+                    .clone()
+                    .or_else(|| store.as_ref().map(|s| s.group.clone()))
+                    .unwrap_or_else(|| default_group.to_owned());
+                Ok(Source::Kafka(Box::new(KafkaSource::open(KafkaOptions {
+                    brokers: brokers.clone(),
+                    topic: topic.clone(),
+                    group,
+                    bounded: *bounded,
+                    end_linger: *end_linger,
+                    properties: properties
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect(),
+                    store,
+                })?)))
+            }
         }
     }
 
     pub async fn next_batch(&mut self, max: usize) -> Result<Option<Vec<Message>>> {
         match self {
             Source::File(f) => f.next_batch(max),
+            Source::Kafka(k) => k.next_batch(max).await,
         }
     }
 
     /// Whether the input is bounded (a replay that flushes every window at its end).
     pub fn is_bounded(&self) -> bool {
-        matches!(self, Source::File(_))
+        match self {
+            Source::File(_) => true,
+            Source::Kafka(k) => k.is_bounded(),
+        }
+    }
+
+    /// The partitions this source reads now, where it knows them before their data.
+    pub fn partitions(&self) -> Vec<i32> {
+        match self {
+            Source::File(_) => Vec::new(),
+            Source::Kafka(k) => k.partitions(),
+        }
+    }
+
+    /// Called once a flush with these positions is stored.
+    pub fn stored(&self, positions: &[SourcePosition]) {
+        match self {
+            Source::File(_) => {}
+            Source::Kafka(k) => k.commit(positions),
+        }
     }
 
     pub fn describe(&self) -> String {
         match self {
             Source::File(f) => f.describe(),
+            Source::Kafka(k) => k.describe(),
         }
     }
 }

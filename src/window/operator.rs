@@ -50,8 +50,9 @@ pub enum RowStatus {
     Accepted,
     /// Same `(time, gpu_uuid)` as an accepted row: counted once, dropped.
     Duplicate,
-    /// Beyond the late horizon: lands in the raw table, changes no rollup, dead-lettered.
-    TooLate,
+    /// Beyond the late horizon of `watermark` (the row's partition's, see `ingest`):
+    /// lands in the raw table, changes no rollup, dead-lettered.
+    TooLate { watermark: i64 },
 }
 
 /// A GPU the operator has seen.
@@ -144,6 +145,13 @@ impl WindowOperator {
         &self.gpus[id as usize]
     }
 
+    /// Partitions the source reads, before their first event (see `Watermarks::expect`).
+    pub fn expect_partitions(&mut self, partitions: &[i32], now: Instant) {
+        for &p in partitions {
+            self.watermarks.expect(p, now);
+        }
+    }
+
     pub fn gpus(&self) -> &[GpuInfo] {
         &self.gpus
     }
@@ -218,14 +226,24 @@ impl WindowOperator {
             let gpu = self.intern(cols.gpu_uuid.value(row), cols.hostname.value(row), model);
             admission.gpu.push(gpu);
             // The watermark moves row by row, so that what counts as late does not
-            // depend on how the input was cut into batches.
-            if let Some(&p) = partitions.get(row) {
-                self.watermarks.observe(p, t, now);
-            }
+            // depend on how the input was cut into batches. Too late is judged by the
+            // row's own partition (never ahead of the pipeline's watermark): partition
+            // order is fixed, so the verdict does not depend on how a consumer
+            // interleaves partitions, and a replay or restart repeats it.
+            let own = match partitions.get(row) {
+                Some(&p) => {
+                    self.watermarks.observe(p, t, now);
+                    self.watermarks.of_partition(p)
+                }
+                None => None,
+            };
             let watermark = self.watermarks.advance(now);
+            let verdict_mark = own.unwrap_or(watermark).max(watermark);
             let minute = bucket_start(t, MINUTE_US);
-            if minute + MINUTE_US + horizon <= watermark {
-                admission.status.push(RowStatus::TooLate);
+            if minute + MINUTE_US + horizon <= verdict_mark {
+                admission.status.push(RowStatus::TooLate {
+                    watermark: verdict_mark,
+                });
                 continue;
             }
             let mut counters: CounterValues = [None; N_COUNTERS];

@@ -1,6 +1,9 @@
 //! Event-time watermarks (DESIGN 3): per partition, the highest event time seen minus
 //! `allowed_lateness`; the pipeline's watermark is the minimum over partitions that
-//! are not idle (no data for `idle_timeout` of wall time). It never moves backwards.
+//! are not idle (no data for `idle_timeout` of wall time). A partition the source has
+//! been assigned holds the watermark back from the moment it is expected, before its
+//! first event: a consumer may fetch one partition far ahead of another, and the
+//! other's events must not arrive too late for that. It never moves backwards.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -42,6 +45,15 @@ impl Watermarks {
         clock.last_seen = now;
     }
 
+    /// A partition the source reads: until it has data (or goes idle) the watermark
+    /// cannot pass the start of time.
+    pub fn expect(&mut self, partition: i32, now: Instant) {
+        self.partitions.entry(partition).or_insert(PartitionClock {
+            max_event_us: NO_WATERMARK,
+            last_seen: now,
+        });
+    }
+
     /// Recomputes the watermark at wall time `now` and returns it.
     pub fn advance(&mut self, now: Instant) -> i64 {
         let active = self
@@ -60,6 +72,14 @@ impl Watermarks {
         };
         self.current = self.current.max(candidate - self.allowed_lateness_us);
         self.current
+    }
+
+    /// One partition's own watermark: its highest event time minus the lateness.
+    pub fn of_partition(&self, partition: i32) -> Option<i64> {
+        self.partitions
+            .get(&partition)
+            .filter(|c| c.max_event_us > NO_WATERMARK)
+            .map(|c| c.max_event_us - self.allowed_lateness_us)
     }
 
     pub fn current(&self) -> i64 {
@@ -96,5 +116,25 @@ mod tests {
         // Never backwards, even when the slow partition wakes up.
         w.observe(1, 600, t0 + Duration::from_secs(32));
         assert_eq!(w.advance(t0 + Duration::from_secs(32)), 1940);
+    }
+
+    #[test]
+    fn an_expected_partition_holds_the_watermark_until_its_data_comes() {
+        let t0 = Instant::now();
+        let mut w = Watermarks::new(60, Duration::from_secs(30));
+        w.expect(0, t0);
+        w.expect(1, t0);
+        w.observe(0, 5000, t0);
+        assert_eq!(w.advance(t0), NO_WATERMARK);
+        w.observe(1, 1000, t0 + Duration::from_secs(1));
+        assert_eq!(w.advance(t0 + Duration::from_secs(1)), 940);
+        // Expecting a partition again changes nothing.
+        w.expect(1, t0 + Duration::from_secs(2));
+        assert_eq!(w.advance(t0 + Duration::from_secs(2)), 940);
+        // An expected partition that never delivers goes idle like any other.
+        let mut w = Watermarks::new(60, Duration::from_secs(30));
+        w.expect(3, t0);
+        w.observe(0, 5000, t0 + Duration::from_secs(31));
+        assert_eq!(w.advance(t0 + Duration::from_secs(31)), 4940);
     }
 }

@@ -7,7 +7,7 @@ use gpu_health::config::{DEMO_PIPELINE, PipelineConfig, SourceConfig};
 use gpu_health::db;
 use gpu_health::pipeline::Pipeline;
 use gpu_health::sink::{Sink, TimescaleOptions, TimescaleSink};
-use gpu_health::source::Source;
+use gpu_health::source::{OffsetStore, Source};
 use tokio_postgres::Client;
 
 pub fn server_url() -> String {
@@ -65,18 +65,30 @@ pub async fn scalar_i64(c: &Client, sql: &str) -> i64 {
 /// The fixture into the database at `url` (schema applied first); `batch_size`
 /// overrides the demo pipeline's.
 pub async fn backfill(url: &str, batch_size: Option<usize>) -> gpu_health::pipeline::RunReport {
-    apply_schema(&mut db::connect(url).await.unwrap())
-        .await
-        .unwrap();
+    let mut cfg = fixture_pipeline("gpu-metrics-enriched");
+    if let Some(n) = batch_size {
+        cfg.engine.batch_size = n;
+    }
+    run_into(url, cfg).await
+}
+
+/// The demo pipeline reading the fixture file as topic `topic`.
+pub fn fixture_pipeline(topic: &str) -> PipelineConfig {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut cfg = PipelineConfig::parse(DEMO_PIPELINE, "demo.toml").unwrap();
     cfg.source = SourceConfig::File {
         path: root.join(super::FIXTURE).display().to_string(),
-        topic: "gpu-metrics-enriched".into(),
+        topic: topic.into(),
     };
-    if let Some(n) = batch_size {
-        cfg.engine.batch_size = n;
-    }
+    cfg
+}
+
+/// Runs `cfg`'s source into the database at `url` (schema applied first), consumer
+/// group `test`, with the offsets stored there.
+pub async fn run_into(url: &str, cfg: PipelineConfig) -> gpu_health::pipeline::RunReport {
+    apply_schema(&mut db::connect(url).await.unwrap())
+        .await
+        .unwrap();
     let sink = TimescaleSink::connect(TimescaleOptions {
         url: url.to_owned(),
         consumer_group: "test".into(),
@@ -87,7 +99,11 @@ pub async fn backfill(url: &str, batch_size: Option<usize>) -> gpu_health::pipel
     })
     .await
     .unwrap();
-    let source = Source::from_config(&cfg.source).unwrap();
+    let store = OffsetStore {
+        url: url.to_owned(),
+        group: "test".into(),
+    };
+    let source = Source::from_config(&cfg.source, Some(store), &cfg.name).unwrap();
     Pipeline::new(cfg)
         .run(source, Sink::Timescale(Box::new(sink)))
         .await
@@ -125,4 +141,37 @@ pub async fn checksums(c: &Client) -> Vec<(i64, String)> {
         out.push((row.get(0), row.get(1)));
     }
     out
+}
+
+/// Every row of `table` as JSON, in `order`.
+pub async fn table_rows(c: &Client, table: &str, order: &str) -> Vec<serde_json::Value> {
+    c.query(
+        &format!("SELECT row_to_json(x) FROM {table} x ORDER BY {order}"),
+        &[],
+    )
+    .await
+    .unwrap_or_else(|e| panic!("reading {table}: {e}"))
+    .iter()
+    .map(|r| r.get(0))
+    .collect()
+}
+
+/// Equal rows, numbers to a relative 1e-9 (DESIGN 3: floating-point tolerance only;
+/// partial aggregates merged in another order differ in the last bits).
+pub fn assert_rows_close(a: &[serde_json::Value], b: &[serde_json::Value], table: &str) {
+    assert_eq!(a.len(), b.len(), "{table}: row counts");
+    for (x, y) in a.iter().zip(b) {
+        let (Some(x), Some(y)) = (x.as_object(), y.as_object()) else {
+            panic!("{table}: not rows");
+        };
+        assert_eq!(x.len(), y.len(), "{table}: columns");
+        for (k, v) in x {
+            let w = &y[k];
+            let same = match (v.as_f64(), w.as_f64()) {
+                (Some(p), Some(q)) => (p - q).abs() <= 1e-9 * p.abs().max(q.abs()).max(1.0),
+                _ => v == w,
+            };
+            assert!(same, "{table}: {k} differs: {v} vs {w} in {x:?}");
+        }
+    }
 }

@@ -1,0 +1,115 @@
+//! `gpu-health replay`: produces a topic dump into Kafka, each message with its key
+//! and into the partition the dump recorded, so that offsets, partitions and keys
+//! come out as in the original topic. Idempotent producer; as fast as possible or at
+//! a given rate; the topic is created when missing.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::types::RDKafkaErrorCode;
+
+use crate::source::FileSource;
+
+#[derive(Debug, Clone)]
+pub struct ReplayOptions {
+    pub dump: String,
+    pub brokers: String,
+    pub topic: String,
+    /// Partitions of the topic when it has to be created.
+    pub partitions: i32,
+    /// Messages per second; `None` for as fast as possible.
+    pub rate: Option<f64>,
+}
+
+/// Deliveries awaited at once (librdkafka batches underneath).
+const IN_FLIGHT: usize = 20_000;
+
+pub async fn replay(opts: &ReplayOptions) -> Result<u64> {
+    ensure_topic(&opts.brokers, &opts.topic, opts.partitions).await?;
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &opts.brokers)
+        .set("enable.idempotence", "true")
+        // Dumps may hold messages over Kafka's 1 MB default (the fixture's `too_large`
+        // ones): the processor, not the producer, is the one to dead-letter them.
+        .set("message.max.bytes", "8388608")
+        .set("linger.ms", "20")
+        .set("message.timeout.ms", "60000")
+        .create()
+        .with_context(|| format!("creating a Kafka producer for {}", opts.brokers))?;
+    let mut source = FileSource::open(&opts.dump, &opts.topic)?;
+    let started = Instant::now();
+    let mut sent = 0u64;
+    let mut pending = FuturesUnordered::new();
+    while let Some(batch) = source.next_batch(8192)? {
+        for m in batch {
+            if m.partition >= opts.partitions {
+                bail!(
+                    "the dump puts a message in partition {} but the topic has {}",
+                    m.partition,
+                    opts.partitions
+                );
+            }
+            if let Some(rate) = opts.rate {
+                let due = Duration::from_secs_f64(sent as f64 / rate);
+                if let Some(wait) = due.checked_sub(started.elapsed()) {
+                    tokio::time::sleep(wait).await;
+                }
+            }
+            let producer = &producer;
+            let topic = opts.topic.as_str();
+            pending.push(async move {
+                let mut record = FutureRecord::to(topic)
+                    .payload(&m.value)
+                    .partition(m.partition);
+                if let Some(k) = &m.key {
+                    record = record.key(k);
+                }
+                producer
+                    .send(record, Duration::from_secs(60))
+                    .await
+                    .map_err(|(e, _)| anyhow::anyhow!("delivering a message: {e}"))
+            });
+            sent += 1;
+            while pending.len() >= IN_FLIGHT {
+                if let Some(r) = pending.next().await {
+                    r?;
+                }
+            }
+        }
+    }
+    while let Some(r) = pending.next().await {
+        r?;
+    }
+    producer
+        .flush(Duration::from_secs(60))
+        .context("flushing the producer")?;
+    Ok(sent)
+}
+
+/// Creates the topic with `partitions` partitions unless it exists.
+pub async fn ensure_topic(brokers: &str, topic: &str, partitions: i32) -> Result<()> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .with_context(|| format!("creating a Kafka admin client for {brokers}"))?;
+    let results = admin
+        .create_topics(
+            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+        )
+        .await
+        .with_context(|| format!("creating topic {topic}"))?;
+    for r in results {
+        match r {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((t, e)) => bail!("creating topic {t}: {e}"),
+        }
+    }
+    Ok(())
+}
