@@ -264,6 +264,8 @@ impl KafkaSource {
                     if !out.is_empty() {
                         break;
                     }
+                    // A broker that is down answers every poll at once: do not spin.
+                    tokio::time::sleep(Duration::from_millis(200)).await;
                 }
                 Err(_) if !out.is_empty() => break,
                 Err(_) => {
