@@ -85,6 +85,15 @@ fn scenario(run: &common::FixtureRun, name: &str) -> (String, i64) {
     )
 }
 
+/// The GPUs the fixture injected a fault into.
+fn faulty_gpus(run: &common::FixtureRun) -> Vec<&str> {
+    run.manifest
+        .scenarios
+        .iter()
+        .map(|s| s.gpu_uuid.as_str())
+        .collect()
+}
+
 #[test]
 fn every_gpu_day_has_a_score() {
     let (scores, run) = setup();
@@ -233,12 +242,7 @@ fn a_slow_gpu_shows_low_clocks_under_load() {
 #[test]
 fn healthy_gpus_grade_excellent_or_good() {
     let (scores, run) = setup();
-    let faulty: Vec<&str> = run
-        .manifest
-        .scenarios
-        .iter()
-        .map(|s| s.gpu_uuid.as_str())
-        .collect();
+    let faulty = faulty_gpus(run);
     let mut checked = 0;
     for r in &scores.rows {
         if faulty.contains(&r["gpu_uuid"].s()) {
@@ -267,12 +271,7 @@ fn failure_predictions_name_the_failing_gpus_and_leave_healthy_ones_near_baselin
     let (scores, run) = setup();
     let preds = read_table(&run.out.join("gpu_failure_predictions"));
     assert_eq!(preds.len(), scores.rows.len(), "one prediction per score");
-    let faulty: Vec<&str> = run
-        .manifest
-        .scenarios
-        .iter()
-        .map(|s| s.gpu_uuid.as_str())
-        .collect();
+    let faulty = faulty_gpus(run);
     let p30 = |r: &Row| r["p_fail_30d"].f().unwrap();
 
     // On the first day a fault makes its GPU critical, that GPU's 30-day risk exceeds

@@ -13,6 +13,8 @@ use datafusion::arrow::datatypes::TimestampMicrosecondType;
 use datafusion::arrow::record_batch::RecordBatch;
 use tokio_postgres::Transaction;
 
+use super::timestamptz;
+
 /// The identity columns, named alike in `gpu_assets` and `gpu_metrics`.
 const IDENTITY: [&str; 6] = [
     "hostname",
@@ -98,9 +100,15 @@ ON CONFLICT (gpu_uuid) DO UPDATE SET
     first_seen = least(a.first_seen, EXCLUDED.first_seen),
     last_seen  = greatest(a.last_seen, EXCLUDED.last_seen)";
 
-/// Upserts the assets of a flush's raw rows, set-based (one statement).
-pub async fn upsert(tx: &Transaction<'_>, raw: &[RecordBatch]) -> Result<u64> {
-    let assets = from_raw(raw)?;
+/// The event-time range `[first, last]` the assets cover: that of their raw rows.
+pub fn span(assets: &[Asset]) -> Option<(i64, i64)> {
+    let lo = assets.iter().map(|a| a.first_seen_us).min()?;
+    let hi = assets.iter().map(|a| a.last_seen_us).max()?;
+    Some((lo, hi))
+}
+
+/// Upserts the assets of a flush (see `from_raw`), set-based (one statement).
+pub async fn upsert(tx: &Transaction<'_>, assets: &[Asset]) -> Result<u64> {
     if assets.is_empty() {
         return Ok(0);
     }
@@ -108,9 +116,11 @@ pub async fn upsert(tx: &Transaction<'_>, raw: &[RecordBatch]) -> Result<u64> {
     let ident: Vec<Vec<Option<&str>>> = (0..IDENTITY.len())
         .map(|i| assets.iter().map(|a| a.identity[i].as_deref()).collect())
         .collect();
-    let ts = |us: i64| DateTime::<Utc>::from_timestamp_micros(us).unwrap_or_default();
-    let first: Vec<DateTime<Utc>> = assets.iter().map(|a| ts(a.first_seen_us)).collect();
-    let last: Vec<DateTime<Utc>> = assets.iter().map(|a| ts(a.last_seen_us)).collect();
+    let first: Vec<DateTime<Utc>> = assets
+        .iter()
+        .map(|a| timestamptz(a.first_seen_us))
+        .collect();
+    let last: Vec<DateTime<Utc>> = assets.iter().map(|a| timestamptz(a.last_seen_us)).collect();
     let n = tx
         .execute(
             UPSERT,

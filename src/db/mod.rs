@@ -43,6 +43,11 @@ pub fn redact(url: &str) -> String {
     }
 }
 
+/// Microseconds since the Unix epoch as a `timestamptz` parameter.
+pub fn timestamptz(us: i64) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::from_timestamp_micros(us).unwrap_or_default()
+}
+
 /// The same server and credentials with another database name (URL form only).
 pub fn with_database(url: &str, dbname: &str) -> Result<String> {
     let Some((scheme, rest)) = url.split_once("://") else {

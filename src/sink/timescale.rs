@@ -11,9 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use bytes::BytesMut;
-use datafusion::arrow::array::AsArray;
-use datafusion::arrow::compute::{max, min};
-use datafusion::arrow::datatypes::{SchemaRef, TimestampMicrosecondType};
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use futures_util::SinkExt;
 use tokio_postgres::{Client, Transaction};
@@ -21,7 +19,7 @@ use tracing::{debug, info, warn};
 
 use super::FlushSet;
 use crate::db::copy::{copy_header, copy_trailer, encode_rows, staging_ddl, upsert_from_staging};
-use crate::db::{Edition, assets, connect, edition, redact};
+use crate::db::{Edition, assets, connect, edition, redact, timestamptz};
 use crate::event::dead_letter::dead_letter_schema;
 use crate::event::schema::raw_schema;
 use crate::health::predict::predictions_schema;
@@ -262,11 +260,14 @@ impl TimescaleSink {
                 "staged and upserted"
             );
         }
-        assets::upsert(&tx, &set.raw)
+        let flush_assets = assets::from_raw(&set.raw)?;
+        assets::upsert(&tx, &flush_assets)
             .await
             .context("upserting gpu_assets")?;
-        if self.edition == Edition::Apache {
-            invalidate(&tx, &set.raw).await?;
+        if self.edition == Edition::Apache
+            && let Some(span) = assets::span(&flush_assets)
+        {
+            invalidate(&tx, span).await?;
         }
         for p in &set.offsets {
             tx.execute(
@@ -388,25 +389,10 @@ async fn copy_batches(tx: &Transaction<'_>, target: &str, batches: &[RecordBatch
 
 /// Apache edition: logs the event-time range of the flush's raw rows, so that the next
 /// refresh recomputes only the aggregate buckets they touched.
-async fn invalidate(tx: &Transaction<'_>, raw: &[RecordBatch]) -> Result<()> {
-    let mut range: Option<(i64, i64)> = None;
-    for b in raw {
-        let Some(col) = b.column_by_name("time") else {
-            continue;
-        };
-        let t = col.as_primitive::<TimestampMicrosecondType>();
-        if let (Some(lo), Some(hi)) = (min(t), max(t)) {
-            range = Some(range.map_or((lo, hi), |(a, z)| (a.min(lo), z.max(hi))));
-        }
-    }
-    let Some((lo, hi)) = range else {
-        return Ok(());
-    };
-    let ts =
-        |us: i64| chrono::DateTime::<chrono::Utc>::from_timestamp_micros(us).unwrap_or_default();
+async fn invalidate(tx: &Transaction<'_>, (lo, hi): (i64, i64)) -> Result<()> {
     tx.execute(
         "INSERT INTO gpu_health.aggregate_invalidations (lo, hi) VALUES ($1, $2)",
-        &[&ts(lo), &ts(hi)],
+        &[&timestamptz(lo), &timestamptz(hi)],
     )
     .await
     .context(
