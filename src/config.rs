@@ -204,6 +204,11 @@ pub struct EngineSection {
     pub batch_size: usize,
     /// Threads that decode a batch in parallel (0: one per core).
     pub decode_threads: usize,
+    /// How often the engine state is stored with the data (Kafka source into
+    /// TimescaleDB): a restart or a new owner of a partition resumes from the last
+    /// one and re-reads what came after it. 0 stores it with every flush.
+    #[serde(with = "humantime_serde")]
+    pub checkpoint_interval: Duration,
 }
 
 impl EngineSection {
@@ -221,6 +226,7 @@ impl Default for EngineSection {
         EngineSection {
             batch_size: 65_536,
             decode_threads: 0,
+            checkpoint_interval: Duration::from_secs(10),
         }
     }
 }

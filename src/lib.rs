@@ -5,6 +5,7 @@
 //! `pipeline` wires them; `generate` makes synthetic fleets; `bench` measures.
 
 pub mod bench;
+pub mod checkpoint;
 pub mod config;
 pub mod db;
 pub mod dump;
@@ -12,6 +13,7 @@ pub mod event;
 pub mod generate;
 pub mod health;
 pub mod pipeline;
+pub mod progress;
 pub mod replay;
 pub mod sink;
 pub mod source;

@@ -73,6 +73,10 @@ enum Command {
         partitions: i32,
         #[arg(long)]
         rate: Option<f64>,
+        /// At most this many records per produced batch. 1 lets a consumer seek to any
+        /// offset on brokers that cannot fetch from inside a batch (Tansu 0.6).
+        #[arg(long)]
+        batch_records: Option<u32>,
     },
     /// Manage the TimescaleDB schema (URL from GPU_HEALTH_DATABASE_URL or DATABASE_URL).
     Schema {
@@ -194,6 +198,7 @@ fn main() -> Result<()> {
             brokers,
             partitions,
             rate,
+            batch_records,
         } => {
             let brokers = brokers
                 .or_else(|| std::env::var("GPU_HEALTH_KAFKA_BROKERS").ok())
@@ -205,6 +210,7 @@ fn main() -> Result<()> {
                 topic,
                 partitions,
                 rate,
+                batch_records,
             };
             let started = std::time::Instant::now();
             let n = runtime.block_on(gpu_health::replay::replay(&opts))?;

@@ -9,8 +9,9 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use datafusion::arrow::array::BooleanArray;
 use datafusion::arrow::compute::filter_record_batch;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
+use crate::checkpoint;
 use crate::config::PipelineConfig;
 use crate::event::SoftReason;
 use crate::event::columns::RawColumns;
@@ -19,6 +20,7 @@ use crate::event::decoder::{decode_batch, too_late_letter};
 use crate::health::predict::predictions_to_batch;
 use crate::health::scores::scores_to_batch;
 use crate::health::{HealthTracker, ScoredDay};
+use crate::progress::{InFlight, Rebalance};
 use crate::sink::{FlushSet, Sink, SourcePosition};
 use crate::source::Source;
 use crate::window::WindowOperator;
@@ -41,6 +43,9 @@ pub struct RunReport {
     pub score_rows: u64,
     pub elapsed_s: f64,
     pub peak_state_bytes: usize,
+    /// Partition checkpoints stored with the data, and loaded from it.
+    pub checkpoints_written: u64,
+    pub partitions_restored: u64,
     /// The latest scored day of every GPU.
     pub latest: Vec<ScoredDay>,
     pub gpus: Vec<GpuInfo>,
@@ -86,6 +91,9 @@ pub struct Pipeline {
     health: HealthTracker,
     report: RunReport,
     latest: BTreeMap<u32, ScoredDay>,
+    /// The next offset per (topic, partition) the engine state stands at.
+    positions: BTreeMap<(String, i32), i64>,
+    last_checkpoint: Option<Instant>,
 }
 
 impl Pipeline {
@@ -101,6 +109,8 @@ impl Pipeline {
             cfg,
             report: RunReport::default(),
             latest: BTreeMap::new(),
+            positions: BTreeMap::new(),
+            last_checkpoint: None,
         }
     }
 
@@ -114,15 +124,26 @@ impl Pipeline {
         // Stored positions come back to the source (Kafka commits them for lag monitoring).
         let (tx, mut rx) = tokio::sync::mpsc::channel::<FlushSet>(1);
         let (ack_tx, mut ack_rx) = tokio::sync::mpsc::unbounded_channel::<Vec<SourcePosition>>();
+        let in_flight = source.in_flight();
+        let stored = in_flight.clone();
         let writer = tokio::spawn(async move {
-            while let Some(set) = rx.recv().await {
-                let offsets = set.offsets.clone();
-                sink.write(set).await.context("writing to the sink")?;
-                let _ = ack_tx.send(offsets);
+            let written = async {
+                while let Some(set) = rx.recv().await {
+                    let offsets = set.offsets.clone();
+                    sink.write(set).await.context("writing to the sink")?;
+                    stored.stored();
+                    let _ = ack_tx.send(offsets);
+                }
+                sink.close().await.context("closing the sink")
             }
-            sink.close().await.context("closing the sink")
+            .await;
+            // Done or failed, nothing more will be stored: a revoke must not wait on it.
+            stored.closed();
+            written
         });
-        let produced = self.produce(&mut source, &tx, &mut ack_rx).await;
+        let produced = self
+            .produce(&mut source, &tx, &mut ack_rx, &in_flight)
+            .await;
         drop(tx);
         let written = writer.await.context("the sink task panicked")?;
         // A sink failure closes the channel, which ends production early; report it first.
@@ -144,23 +165,93 @@ impl Pipeline {
         source: &mut Source,
         tx: &tokio::sync::mpsc::Sender<FlushSet>,
         acks: &mut tokio::sync::mpsc::UnboundedReceiver<Vec<SourcePosition>>,
+        in_flight: &InFlight,
     ) -> Result<()> {
+        let checkpoints = source.resumes();
         loop {
             while let Ok(stored) = acks.try_recv() {
                 source.stored(&stored);
             }
-            let Some(msgs) = source.next_batch(self.cfg.engine.batch_size).await? else {
+            let batch = source.next_batch(self.cfg.engine.batch_size).await?;
+            // State of partitions gained or lost in a rebalance during that fetch.
+            self.rebalance(source.take_rebalance())?;
+            let Some(msgs) = batch else {
                 break;
             };
             self.window
                 .expect_partitions(&source.partitions(), Instant::now());
-            let set = self.step(&msgs).await?;
+            let mut set = self.step(&msgs).await?;
+            if checkpoints && self.checkpoint_due() {
+                set.checkpoints = self.checkpoint()?;
+            }
+            in_flight.sent();
             if tx.send(set).await.is_err() {
                 return Ok(());
             }
         }
-        let set = self.finish()?;
+        // The state before the final flush closes every window: a later run over more
+        // input goes on from the open windows, not from their forced end.
+        let stored = if checkpoints {
+            self.checkpoint()?
+        } else {
+            Vec::new()
+        };
+        let mut set = self.finish()?;
+        set.checkpoints = stored;
+        in_flight.sent();
         let _ = tx.send(set).await;
+        Ok(())
+    }
+
+    fn checkpoint_due(&self) -> bool {
+        self.last_checkpoint
+            .is_none_or(|t| t.elapsed() >= self.cfg.engine.checkpoint_interval)
+    }
+
+    /// The engine state of every partition it holds, at the positions reached.
+    fn checkpoint(&mut self) -> Result<Vec<crate::progress::PartitionCheckpoint>> {
+        let positions: Vec<SourcePosition> = self
+            .positions
+            .iter()
+            .map(|((topic, partition), next)| SourcePosition {
+                topic: topic.clone(),
+                partition: *partition,
+                next_offset: *next,
+            })
+            .collect();
+        let stored = checkpoint::capture(&self.window, &self.health, &positions)?;
+        self.last_checkpoint = Some(Instant::now());
+        self.report.checkpoints_written += stored.len() as u64;
+        Ok(stored)
+    }
+
+    /// Loads the state of partitions this instance now owns and drops the state of
+    /// those it lost.
+    pub fn rebalance(&mut self, change: Rebalance) -> Result<()> {
+        if change.is_empty() {
+            return Ok(());
+        }
+        checkpoint::forget(&mut self.window, &mut self.health, &change.lost);
+        self.positions.retain(|(_, p), _| !change.lost.contains(p));
+        checkpoint::restore(
+            &mut self.window,
+            &mut self.health,
+            &change.restored,
+            Instant::now(),
+        )
+        .context("restoring checkpoints")?;
+        for c in &change.restored {
+            self.positions
+                .insert((c.topic.clone(), c.partition), c.next_offset);
+        }
+        self.report.partitions_restored += change.restored.len() as u64;
+        if !change.restored.is_empty() {
+            info!(
+                partitions = change.restored.len(),
+                watermark = self.window.watermark(),
+                "engine state restored from checkpoints"
+            );
+        }
         Ok(())
     }
 
@@ -219,6 +310,13 @@ impl Pipeline {
         let mut set = self.assemble(emission, dead)?;
         set.raw.push(raw);
         set.offsets = next_offsets(msgs);
+        for p in &set.offsets {
+            let at = self
+                .positions
+                .entry((p.topic.clone(), p.partition))
+                .or_insert(p.next_offset);
+            *at = (*at).max(p.next_offset);
+        }
         let state = self.window.state_size().approx_bytes + self.health.state_bytes();
         self.report.peak_state_bytes = self.report.peak_state_bytes.max(state);
         Ok(set)
@@ -252,6 +350,13 @@ impl Pipeline {
         dead: Vec<crate::event::DeadLetter>,
     ) -> Result<FlushSet> {
         self.report.late_updates += emission.late_updates;
+        if emission.late_updates > 0 {
+            debug!(
+                rows = emission.late_updates,
+                watermark = emission.watermark,
+                "late rows merged into emitted windows"
+            );
+        }
         self.report.late_events += emission.behind_watermark;
         for d in &dead {
             *self

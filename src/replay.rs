@@ -25,6 +25,10 @@ pub struct ReplayOptions {
     pub partitions: i32,
     /// Messages per second; `None` for as fast as possible.
     pub rate: Option<f64>,
+    /// At most this many records per produced batch (`batch.num.messages`); `None`
+    /// for librdkafka's default. 1 works around brokers that cannot fetch from inside
+    /// a batch (Tansu 0.6 returns the next batch instead, skipping the rest of it).
+    pub batch_records: Option<u32>,
 }
 
 /// Deliveries awaited at once (librdkafka batches underneath).
@@ -40,6 +44,10 @@ pub async fn replay(opts: &ReplayOptions) -> Result<u64> {
         .set("message.max.bytes", "8388608")
         .set("linger.ms", "20")
         .set("message.timeout.ms", "60000")
+        .set(
+            "batch.num.messages",
+            opts.batch_records.unwrap_or(10_000).to_string(),
+        )
         .create()
         .with_context(|| format!("creating a Kafka producer for {}", opts.brokers))?;
     let mut source = FileSource::open(&opts.dump, &opts.topic)?;

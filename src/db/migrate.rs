@@ -35,6 +35,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "005_incremental_temp_15min.apache.sql",
         include_str!("../../schema/005_incremental_temp_15min.apache.sql"),
     ),
+    (
+        "006_engine_checkpoints.sql",
+        include_str!("../../schema/006_engine_checkpoints.sql"),
+    ),
 ];
 
 const NO_TRANSACTION: &str = "-- gpu-health: no-transaction";

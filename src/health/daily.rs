@@ -9,6 +9,8 @@
 
 use std::collections::VecDeque;
 
+use serde::{Deserialize, Serialize};
+
 use super::limits::limits_for;
 use super::model::{
     CRITICAL_XIDS, DETACHED_DAY_SHARE, DayFeatures, DayScore, FAULT_BITS, LOADED_SM_ACTIVE,
@@ -24,7 +26,7 @@ use crate::window::operator::{Admission, DeltaChange, GpuInfo, RowStatus};
 
 /// A fixed-width histogram with saturating 16-bit counts (a day has 8,640 samples at
 /// 10 s, far below 65,535).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Histogram {
     lo: f64,
     width: f64,
@@ -72,7 +74,7 @@ impl Histogram {
 }
 
 /// Features of one GPU-day as they accumulate.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct DayAcc {
     day: i64,
     samples: u64,
@@ -126,12 +128,14 @@ impl DayAcc {
 }
 
 /// Per-GPU state that outlives a day.
-#[derive(Debug, Clone, Default)]
-struct GpuHistory {
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct GpuHistory {
     first_seen_us: Option<i64>,
     open: Vec<DayAcc>,
     /// (day, overall, had uncorrectable errors) for the last 30 days.
     days: VecDeque<(i64, f64, bool)>,
+    /// Days before this are closed for this GPU (None: none yet, the tracker's floor).
+    closed_before: Option<i64>,
 }
 
 /// A closed GPU-day: its features, score and trends.
@@ -185,11 +189,13 @@ impl HealthTracker {
     }
 
     fn acc(&mut self, gpu: u32, day: i64) -> Option<&mut DayAcc> {
-        if day < self.closed_before_day {
+        let n_slots = self.n_slots();
+        let floor = self.closed_before_day;
+        let h = self.history(gpu);
+        if day < h.closed_before.unwrap_or(floor) {
             return None;
         }
-        let n_slots = self.n_slots();
-        let open = &mut self.history(gpu).open;
+        let open = &mut h.open;
         let i = match open.iter().position(|a| a.day == day) {
             Some(i) => i,
             None => {
@@ -301,29 +307,16 @@ impl HealthTracker {
         input_end: Option<i64>,
     ) -> Vec<ScoredDay> {
         let mut out = Vec::new();
-        if close_before <= self.closed_before_day {
-            return out;
-        }
-        let first_open = self
-            .gpus
-            .iter()
-            .flat_map(|g| g.open.iter().map(|a| a.day))
-            .min();
-        let from = match (first_open, self.closed_before_day) {
-            (Some(d), c) if c == i64::MIN => d,
-            (Some(d), c) => d.min(c),
-            (None, c) if c == i64::MIN => return out,
-            (None, c) => c,
-        };
         let n_slots = self.n_slots();
-        for day in from..close_before {
-            for g in 0..self.gpus.len() {
-                let Some(first_seen) = self.gpus[g].first_seen_us else {
-                    continue;
-                };
-                if first_seen >= (day + 1) * DAY_US {
-                    continue;
-                }
+        // Each GPU keeps its own floor: a GPU restored from a checkpoint may have closed
+        // fewer days than the GPUs this instance already had.
+        for g in 0..self.gpus.len() {
+            let Some(first_seen) = self.gpus[g].first_seen_us else {
+                continue;
+            };
+            let floor = self.gpus[g].closed_before.unwrap_or(self.closed_before_day);
+            let from = floor.max(first_seen.div_euclid(DAY_US));
+            for day in from..close_before {
                 let acc = match self.gpus[g].open.iter().position(|a| a.day == day) {
                     Some(i) => self.gpus[g].open.swap_remove(i),
                     None => DayAcc::new(day, n_slots),
@@ -354,9 +347,39 @@ impl HealthTracker {
                     history_days,
                 });
             }
+            self.gpus[g].closed_before = Some(floor.max(close_before));
         }
-        self.closed_before_day = close_before;
+        self.closed_before_day = self.closed_before_day.max(close_before);
+        out.sort_by_key(|s| (s.day_start_us, s.gpu));
         out
+    }
+
+    /// One GPU's daily state, for a checkpoint.
+    pub fn gpu_state(&self, gpu: u32) -> Option<&GpuHistory> {
+        self.gpus.get(gpu as usize)
+    }
+
+    /// Takes over a GPU's daily state from a checkpoint.
+    pub fn restore_gpu(&mut self, gpu: u32, mut state: GpuHistory, max_event_us: i64) {
+        // A GPU that never closed a day starts closing at its first day, whatever this
+        // tracker has closed already.
+        if state.closed_before.is_none() {
+            state.closed_before = state.first_seen_us.map(|t| t.div_euclid(DAY_US));
+        }
+        *self.history(gpu) = state;
+        self.max_event_us = self.max_event_us.max(max_event_us);
+    }
+
+    /// Drops a GPU whose partition went to another instance: it is not scored here.
+    pub fn forget_gpu(&mut self, gpu: u32) {
+        if let Some(h) = self.gpus.get_mut(gpu as usize) {
+            *h = GpuHistory::default();
+        }
+    }
+
+    /// The newest accepted event time (judges a bounded input's last day).
+    pub fn max_event_us(&self) -> i64 {
+        self.max_event_us
     }
 
     fn features(

@@ -9,6 +9,7 @@ use anyhow::Result;
 use datafusion::arrow::record_batch::RecordBatch;
 
 use crate::config::SinkConfig;
+use crate::progress::PartitionCheckpoint;
 
 pub use parquet::ParquetSink;
 pub use timescale::{SourcePosition, TimescaleOptions, TimescaleSink};
@@ -26,6 +27,8 @@ pub struct FlushSet {
     pub dead_letters: Vec<RecordBatch>,
     /// The next offset per source partition once this flush is stored.
     pub offsets: Vec<SourcePosition>,
+    /// Engine state to store with this flush (sinks that keep offsets with the data).
+    pub checkpoints: Vec<PartitionCheckpoint>,
 }
 
 /// The configured sink.

@@ -24,6 +24,7 @@ use crate::event::dead_letter::dead_letter_schema;
 use crate::event::schema::raw_schema;
 use crate::health::predict::predictions_schema;
 use crate::health::scores::scores_schema;
+pub use crate::progress::SourcePosition;
 use crate::window::rollup::rollup_schema;
 
 /// One target table and how rows reach it.
@@ -88,14 +89,6 @@ fn targets() -> [Target; 6] {
             direct_first: false,
         },
     ]
-}
-
-/// How far a source has been consumed: the next offset to read per partition.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SourcePosition {
-    pub topic: String,
-    pub partition: i32,
-    pub next_offset: i64,
 }
 
 /// Settings of the sink.
@@ -279,6 +272,25 @@ impl TimescaleSink {
             )
             .await
             .context("recording consumed offsets")?;
+        }
+        for c in &set.checkpoints {
+            tx.execute(
+                "INSERT INTO gpu_health.engine_checkpoints
+                        (consumer_group, topic, partition, next_offset, state)
+                 VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (consumer_group, topic, partition)
+                 DO UPDATE SET next_offset = EXCLUDED.next_offset, state = EXCLUDED.state,
+                               written_at = now()",
+                &[
+                    &self.opts.consumer_group,
+                    &c.topic,
+                    &c.partition,
+                    &c.next_offset,
+                    &c.state,
+                ],
+            )
+            .await
+            .context("storing the engine checkpoint")?;
         }
         tx.commit().await.context("committing the flush")?;
         self.staging_flushes_left = if conflicted {

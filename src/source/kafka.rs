@@ -1,15 +1,22 @@
 //! The Kafka source (DESIGN 4): one member of a consumer group. Where the sink stores
-//! offsets with the data (TimescaleDB), those are the truth: on assignment, every
-//! partition starts at the offset stored for it, read from the database inside the
-//! rebalance callback (the beginning when none is stored). Kafka's own committed
-//! offsets follow each stored flush, for lag monitoring only.
+//! offsets with the data (TimescaleDB), those are the truth: on assignment, every newly
+//! owned partition starts at its stored checkpoint (the offset and the engine state at
+//! it, read from the database inside the rebalance callback; the beginning when none is
+//! stored), and the state goes to the pipeline. Kafka's own committed offsets follow
+//! each stored flush, for lag monitoring only.
+//!
+//! Rebalance: before partitions are given up, every flush already handed to the sink is
+//! stored (the callback waits for it), and messages of a lost partition that were
+//! fetched but not handed out are dropped: its new owner reads them from the
+//! checkpoint, and no write of this instance lands after that owner has started. A
+//! partition kept across an eager rebalance goes on from where this instance was.
 //!
 //! A bounded run (a backfill) takes the end offsets at start and stops once every
 //! assigned partition has reached them and no message has come for `end_linger`:
 //! a broker's high watermark can lag behind what it holds (Tansu after multi-record
 //! batches), so it is not trusted alone.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -24,7 +31,7 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tracing::{info, warn};
 
 use crate::dump::Message;
-use crate::sink::SourcePosition;
+use crate::progress::{InFlight, PartitionCheckpoint, Rebalance, SourcePosition};
 
 /// Where the offsets stored with the data live.
 #[derive(Debug, Clone)]
@@ -45,11 +52,155 @@ pub struct KafkaOptions {
     pub store: Option<OffsetStore>,
 }
 
-/// The consumer's callbacks: seeks assigned partitions to the stored offsets.
+/// What the rebalance callback and the fetch loop share.
+#[derive(Default)]
+struct Shared {
+    /// The offset each partition was assigned at (what a bounded run starts from).
+    assigned: HashMap<i32, i64>,
+    /// The next offset per partition after what was fetched.
+    next: HashMap<i32, i64>,
+    /// Partitions whose state the engine holds.
+    held: HashSet<i32>,
+    /// Eager protocol: revoked, waiting to learn whether the next assignment keeps them.
+    revoking: HashSet<i32>,
+    /// For the pipeline: what changed since it last asked.
+    changes: Rebalance,
+    /// For the fetch loop: partitions whose fetched messages must be dropped.
+    dropped: Vec<i32>,
+    /// Partitions started at a stored offset whose first message has not come yet.
+    resuming: HashMap<i32, i64>,
+}
+
+/// The consumer's callbacks: seeks assigned partitions to their stored checkpoints,
+/// and lets partitions go only once what was handed out for them is stored.
 struct SeekContext {
     store: Option<OffsetStore>,
-    /// The offset each partition was assigned at (what a bounded run starts from).
-    assigned: Arc<Mutex<HashMap<i32, i64>>>,
+    shared: Arc<Mutex<Shared>>,
+    in_flight: Arc<InFlight>,
+}
+
+/// How long a revoke waits for the sink (a database outage can hold it up; past this
+/// the partitions go anyway, and the new owner's rows overwrite any stale ones later).
+const REVOKE_WAIT: Duration = Duration::from_secs(300);
+
+impl SeekContext {
+    fn shared(&self) -> std::sync::MutexGuard<'_, Shared> {
+        self.shared.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits until every flush handed to the sink is stored. The callback runs inside
+    /// the consumer's poll on a runtime worker: on the multi-threaded runtime the
+    /// worker's other tasks (the sink's among them) move to another thread meanwhile.
+    fn wait_for_sink(&self) {
+        let flavor = tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor());
+        let drained = match flavor {
+            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => {
+                tokio::task::block_in_place(|| self.in_flight.wait_drained(REVOKE_WAIT))
+            }
+            Ok(_) => self.in_flight.wait_drained(Duration::ZERO),
+            Err(_) => self.in_flight.wait_drained(REVOKE_WAIT),
+        };
+        if !drained {
+            warn!("partitions revoked before every flush was stored");
+        }
+    }
+
+    fn assign(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        tpl: &mut TopicPartitionList,
+        cooperative: bool,
+    ) {
+        let parts: Vec<(String, i32)> = tpl
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_owned(), e.partition()))
+            .collect();
+        let mut shared = self.shared();
+        let gained: Vec<(String, i32)> = parts
+            .iter()
+            .filter(|(_, p)| !shared.held.contains(p) && !shared.revoking.contains(p))
+            .cloned()
+            .collect();
+        let stored = match (&self.store, gained.is_empty()) {
+            (Some(store), false) => load_checkpoints_retrying(store, &gained),
+            _ => HashMap::new(),
+        };
+        for (topic, partition) in &parts {
+            let start = if shared.revoking.remove(partition) || shared.held.contains(partition) {
+                // Kept across an eager rebalance: the engine has its state; go on.
+                let next = shared.next.get(partition).copied();
+                next.or_else(|| shared.assigned.get(partition).copied())
+            } else {
+                let c = stored.get(&(topic.clone(), *partition)).cloned();
+                let start = c.as_ref().map(|c| c.next_offset);
+                if let Some(c) = c {
+                    shared.changes.restored.push(c);
+                }
+                shared.next.remove(partition);
+                start
+            };
+            let offset = start.map_or(Offset::Beginning, Offset::Offset);
+            if let Err(e) = tpl.set_partition_offset(topic, *partition, offset) {
+                warn!(topic, partition, error = %e, "cannot set the start offset");
+            }
+            shared.assigned.insert(*partition, start.unwrap_or(0));
+            if let Some(o) = start {
+                shared.resuming.insert(*partition, o);
+            }
+            shared.held.insert(*partition);
+        }
+        // Eager protocol: what was revoked and not given back is lost.
+        let lost: Vec<i32> = shared.revoking.drain().collect();
+        self.lose(&mut shared, &lost);
+        drop(shared);
+        info!(partitions = ?parts, gained = gained.len(), checkpoints = stored.len(), "partitions assigned");
+        let r = if cooperative {
+            consumer.incremental_assign(tpl)
+        } else {
+            consumer.assign(tpl)
+        };
+        if let Err(e) = r {
+            warn!(error = %e, "assigning partitions failed");
+        }
+    }
+
+    fn lose(&self, shared: &mut Shared, lost: &[i32]) {
+        for p in lost {
+            shared.held.remove(p);
+            shared.next.remove(p);
+            shared.assigned.remove(p);
+            shared.changes.lost.push(*p);
+            shared.dropped.push(*p);
+        }
+        if !lost.is_empty() {
+            info!(partitions = ?lost, "partitions lost to another member; their state goes");
+        }
+    }
+
+    fn revoke(&self, consumer: &BaseConsumer<Self>, tpl: &TopicPartitionList, cooperative: bool) {
+        // Everything computed for these partitions reaches the database before another
+        // member can be assigned them (it is assigned only after this callback returns).
+        self.wait_for_sink();
+        let parts: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+        {
+            let mut shared = self.shared();
+            if cooperative {
+                self.lose(&mut shared, &parts);
+            } else {
+                shared.revoking.extend(parts.iter().copied());
+            }
+        }
+        info!(partitions = ?parts, "partitions revoked");
+        let r = if cooperative {
+            consumer.incremental_unassign(tpl)
+        } else {
+            consumer.unassign()
+        };
+        if let Err(e) = r {
+            warn!(error = %e, "unassigning partitions failed");
+        }
+    }
 }
 
 impl ClientContext for SeekContext {}
@@ -67,56 +218,32 @@ impl ConsumerContext for SeekContext {
         );
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                let parts: Vec<(String, i32)> = tpl
-                    .elements()
-                    .iter()
-                    .map(|e| (e.topic().to_owned(), e.partition()))
-                    .collect();
-                if let Some(store) = &self.store {
-                    let stored = load_offsets_retrying(store);
-                    let mut assigned = self.assigned.lock().unwrap_or_else(|e| e.into_inner());
-                    for (topic, partition) in &parts {
-                        let next = stored.get(&(topic.clone(), *partition)).copied();
-                        let offset = next.map_or(Offset::Beginning, Offset::Offset);
-                        if let Err(e) = tpl.set_partition_offset(topic, *partition, offset) {
-                            warn!(topic, partition, error = %e, "cannot set the start offset");
-                        }
-                        assigned.insert(*partition, next.unwrap_or(0));
-                    }
-                }
-                info!(partitions = ?parts, "partitions assigned");
-                let r = if cooperative {
-                    consumer.incremental_assign(tpl)
-                } else {
-                    consumer.assign(tpl)
-                };
-                if let Err(e) = r {
-                    warn!(error = %e, "assigning partitions failed");
-                }
+                self.assign(consumer, tpl, cooperative)
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
-                info!(partitions = tpl.count(), "partitions revoked");
-                let r = if cooperative {
-                    consumer.incremental_unassign(tpl)
-                } else {
-                    consumer.unassign()
-                };
-                if let Err(e) = r {
-                    warn!(error = %e, "unassigning partitions failed");
-                }
+                self.revoke(consumer, tpl, cooperative)
             }
             other => {
                 warn!(error = ?other, "rebalance failed; dropping the assignment");
+                let mut shared = self.shared();
+                let held: Vec<i32> = shared.held.iter().copied().collect();
+                self.lose(&mut shared, &held);
+                drop(shared);
                 let _ = consumer.unassign();
             }
         }
     }
 }
 
-/// Reads the stored offsets of a consumer group, on a thread of its own: the rebalance
-/// callback is synchronous and runs inside the consumer's poll.
-fn load_offsets(store: &OffsetStore) -> Result<HashMap<(String, i32), i64>> {
+/// Reads the stored checkpoints of some partitions of a consumer group, on a thread of
+/// its own: the rebalance callback is synchronous and runs inside the consumer's poll.
+fn load_checkpoints(
+    store: &OffsetStore,
+    parts: &[(String, i32)],
+) -> Result<HashMap<(String, i32), PartitionCheckpoint>> {
     let store = store.clone();
+    let topics: Vec<String> = parts.iter().map(|(t, _)| t.clone()).collect();
+    let partitions: Vec<i32> = parts.iter().map(|(_, p)| *p).collect();
     std::thread::scope(|s| {
         s.spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
@@ -126,32 +253,46 @@ fn load_offsets(store: &OffsetStore) -> Result<HashMap<(String, i32), i64>> {
                 let client = crate::db::connect(&store.url).await?;
                 let rows = client
                     .query(
-                        "SELECT topic, partition, next_offset FROM gpu_health.consumed_offsets
-                          WHERE consumer_group = $1",
-                        &[&store.group],
+                        "SELECT c.topic, c.partition, c.next_offset, c.state
+                           FROM gpu_health.engine_checkpoints c
+                           JOIN unnest($2::text[], $3::int[]) AS a(topic, partition)
+                             ON (a.topic, a.partition) = (c.topic, c.partition)
+                          WHERE c.consumer_group = $1",
+                        &[&store.group, &topics, &partitions],
                     )
                     .await
-                    .context("reading the stored offsets")?;
+                    .context("reading the stored checkpoints")?;
                 Ok(rows
                     .iter()
-                    .map(|r| ((r.get::<_, String>(0), r.get::<_, i32>(1)), r.get(2)))
+                    .map(|r| {
+                        let c = PartitionCheckpoint {
+                            topic: r.get(0),
+                            partition: r.get(1),
+                            next_offset: r.get(2),
+                            state: r.get(3),
+                        };
+                        ((c.topic.clone(), c.partition), c)
+                    })
                     .collect())
             })
         })
         .join()
-        .map_err(|_| anyhow::anyhow!("the offset reader panicked"))?
+        .map_err(|_| anyhow::anyhow!("the checkpoint reader panicked"))?
     })
 }
 
-/// Without the stored offsets no partition can start: retry until the database answers.
-fn load_offsets_retrying(store: &OffsetStore) -> HashMap<(String, i32), i64> {
+/// Without its checkpoint no partition can start: retry until the database answers.
+fn load_checkpoints_retrying(
+    store: &OffsetStore,
+    parts: &[(String, i32)],
+) -> HashMap<(String, i32), PartitionCheckpoint> {
     let mut backoff = Duration::from_millis(100);
     loop {
-        match load_offsets(store) {
+        match load_checkpoints(store, parts) {
             Ok(m) => return m,
             Err(e) => {
                 warn!(error = %format!("{e:#}"), backoff_ms = backoff.as_millis() as u64,
-                      "cannot read the stored offsets; partitions wait");
+                      "cannot read the stored checkpoints; partitions wait");
                 std::thread::sleep(backoff);
                 backoff = (backoff * 2).min(Duration::from_secs(10));
             }
@@ -162,11 +303,10 @@ fn load_offsets_retrying(store: &OffsetStore) -> HashMap<(String, i32), i64> {
 pub struct KafkaSource {
     consumer: StreamConsumer<SeekContext>,
     opts: KafkaOptions,
-    assigned: Arc<Mutex<HashMap<i32, i64>>>,
+    shared: Arc<Mutex<Shared>>,
+    in_flight: Arc<InFlight>,
     /// Bounded runs: the end offset of every partition, taken at start.
     ends: Option<HashMap<i32, i64>>,
-    /// The next offset per partition after what was handed out.
-    next: HashMap<i32, i64>,
     last_message: Instant,
 }
 
@@ -191,11 +331,13 @@ impl KafkaSource {
         for (k, v) in &opts.properties {
             cfg.set(k, v);
         }
-        let assigned = Arc::new(Mutex::new(HashMap::new()));
+        let shared = Arc::new(Mutex::new(Shared::default()));
+        let in_flight = Arc::new(InFlight::default());
         let consumer: StreamConsumer<SeekContext> = cfg
             .create_with_context(SeekContext {
                 store: opts.store.clone(),
-                assigned: assigned.clone(),
+                shared: shared.clone(),
+                in_flight: in_flight.clone(),
             })
             .with_context(|| format!("creating a Kafka consumer for {}", opts.brokers))?;
         consumer
@@ -209,9 +351,9 @@ impl KafkaSource {
         Ok(KafkaSource {
             consumer,
             opts,
-            assigned,
+            shared,
+            in_flight,
             ends,
-            next: HashMap::new(),
             last_message: Instant::now(),
         })
     }
@@ -234,6 +376,25 @@ impl KafkaSource {
         self.ends.is_some()
     }
 
+    /// Whether partitions resume from checkpoints stored with the data.
+    pub fn resumes(&self) -> bool {
+        self.opts.store.is_some()
+    }
+
+    /// Flushes handed to the sink and not yet stored (a revoke waits for them).
+    pub fn in_flight(&self) -> Arc<InFlight> {
+        self.in_flight.clone()
+    }
+
+    fn shared(&self) -> std::sync::MutexGuard<'_, Shared> {
+        self.shared.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// What rebalances changed since the last call.
+    pub fn take_rebalance(&self) -> Rebalance {
+        std::mem::take(&mut self.shared().changes)
+    }
+
     pub async fn next_batch(&mut self, max: usize) -> Result<Option<Vec<Message>>> {
         let mut out: Vec<Message> = Vec::new();
         let mut first: Option<Instant> = None;
@@ -242,10 +403,37 @@ impl KafkaSource {
                 None => Duration::from_millis(200),
                 Some(t) => BATCH_LINGER.saturating_sub(t.elapsed()),
             };
-            match tokio::time::timeout(wait, self.consumer.recv()).await {
+            let received = tokio::time::timeout(wait, self.consumer.recv()).await;
+            // A rebalance runs inside recv: drop what was fetched for lost partitions,
+            // and hand nothing out while an eager rebalance has yet to say what stays.
+            let revoking = {
+                let mut shared = self.shared();
+                let dropped = std::mem::take(&mut shared.dropped);
+                if !dropped.is_empty() {
+                    out.retain(|m| !dropped.contains(&m.partition));
+                }
+                !shared.revoking.is_empty()
+            };
+            match received {
                 Ok(Ok(m)) => {
-                    first.get_or_insert_with(Instant::now);
                     let (partition, offset) = (m.partition(), m.offset());
+                    let mut shared = self.shared();
+                    if !shared.held.contains(&partition) {
+                        continue;
+                    }
+                    if let Some(from) = shared.resuming.remove(&partition)
+                        && offset > from
+                    {
+                        // Kafka returns the batch holding the offset asked for; a broker
+                        // that returns the next one (Tansu 0.6) loses records here.
+                        warn!(
+                            partition,
+                            from,
+                            first = offset,
+                            "the broker skipped records after a seek; they are not processed"
+                        );
+                    }
+                    first.get_or_insert_with(Instant::now);
                     out.push(Message {
                         key: m.key().map(<[u8]>::to_vec),
                         value: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
@@ -253,20 +441,21 @@ impl KafkaSource {
                         partition,
                         offset,
                     });
-                    let n = self.next.entry(partition).or_insert(0);
+                    let n = shared.next.entry(partition).or_insert(0);
                     *n = (*n).max(offset + 1);
-                    if out.len() >= max {
+                    if out.len() >= max && !revoking {
                         break;
                     }
                 }
                 Ok(Err(e)) => {
                     warn!(error = %e, "Kafka consumer error; going on");
-                    if !out.is_empty() {
+                    if !out.is_empty() && !revoking {
                         break;
                     }
                     // A broker that is down answers every poll at once: do not spin.
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
+                Err(_) if revoking => {}
                 Err(_) if !out.is_empty() => break,
                 Err(_) => {
                     if self.reached_end() {
@@ -288,7 +477,6 @@ impl KafkaSource {
         if self.last_message.elapsed() < self.opts.end_linger {
             return false;
         }
-        let assigned = self.assigned.lock().unwrap_or_else(|e| e.into_inner());
         let Ok(assignment) = self.consumer.assignment() else {
             return false;
         };
@@ -296,12 +484,13 @@ impl KafkaSource {
             // Nothing to read at all ends a bounded run; otherwise wait for partitions.
             return ends.values().all(|&e| e == 0);
         }
+        let shared = self.shared();
         assignment.elements().iter().all(|e| {
             let p = e.partition();
-            let at = self
+            let at = shared
                 .next
                 .get(&p)
-                .or_else(|| assigned.get(&p))
+                .or_else(|| shared.assigned.get(&p))
                 .copied()
                 .unwrap_or(0);
             at >= ends.get(&p).copied().unwrap_or(0)

@@ -8,7 +8,9 @@ use anyhow::Result;
 
 use crate::config::SourceConfig;
 use crate::dump::Message;
-use crate::sink::SourcePosition;
+use std::sync::Arc;
+
+use crate::progress::{InFlight, Rebalance, SourcePosition};
 
 pub use file::FileSource;
 pub use kafka::{KafkaOptions, KafkaSource, OffsetStore};
@@ -78,6 +80,32 @@ impl Source {
         match self {
             Source::File(_) => Vec::new(),
             Source::Kafka(k) => k.partitions(),
+        }
+    }
+
+    /// Whether the source resumes from checkpoints stored with the data (so the
+    /// pipeline should store them).
+    pub fn resumes(&self) -> bool {
+        match self {
+            Source::File(_) => false,
+            Source::Kafka(k) => k.resumes(),
+        }
+    }
+
+    /// What consumer-group rebalances changed since the last call: partitions to
+    /// restore, partitions to forget.
+    pub fn take_rebalance(&self) -> Rebalance {
+        match self {
+            Source::File(_) => Rebalance::default(),
+            Source::Kafka(k) => k.take_rebalance(),
+        }
+    }
+
+    /// The count of flushes in the sink's hands that the source may wait on.
+    pub fn in_flight(&self) -> Arc<InFlight> {
+        match self {
+            Source::File(_) => Arc::new(InFlight::default()),
+            Source::Kafka(k) => k.in_flight(),
         }
     }
 

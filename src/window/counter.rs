@@ -11,6 +11,8 @@
 //! A track keeps the samples of buckets that may still be re-emitted (late data), in
 //! time order, plus the last value before them.
 
+use serde::{Deserialize, Serialize};
+
 use crate::event::schema::{ECC_DBE_AGG, ECC_SBE_AGG, RETIRED_PAGES};
 
 /// The counters with deltas, as metric indexes: SBE, DBE, retired pages.
@@ -28,14 +30,14 @@ pub fn step(prev: Option<i64>, v: i64) -> i64 {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 struct CounterSample {
     t: i64,
     v: CounterValues,
 }
 
 /// One GPU's retained counter samples (also its de-duplication index).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct CounterTrack {
     samples: Vec<CounterSample>,
     carry: CounterValues,

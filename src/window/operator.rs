@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use datafusion::arrow::array::Array;
 use datafusion::arrow::record_batch::RecordBatch;
+use serde::{Deserialize, Serialize};
 
 use super::bucket::{MINUTE_US, Width, bucket_start};
 use super::counter::{COUNTERS, CounterTrack, CounterValues, N_COUNTERS};
@@ -56,7 +57,7 @@ pub enum RowStatus {
 }
 
 /// A GPU the operator has seen.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct GpuInfo {
     pub uuid: String,
     pub hostname: String,
@@ -105,6 +106,17 @@ pub struct StateSize {
     pub approx_bytes: usize,
 }
 
+/// One GPU's window state, for a checkpoint: its identity, counter samples (also the
+/// de-duplication index) and open 1-minute and 15-minute windows, each with whether
+/// it awaits re-emission.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GpuWindows {
+    pub info: GpuInfo,
+    track: CounterTrack,
+    w1: Vec<(i64, BucketState, bool)>,
+    w15: Vec<(i64, BucketState, bool)>,
+}
+
 /// One width's windows: state keyed by (bucket start, gpu) so that emission and
 /// expiry are range scans in time order.
 #[derive(Default)]
@@ -119,6 +131,8 @@ pub struct WindowOperator {
     gpus: Vec<GpuInfo>,
     gpu_ids: HashMap<String, u32>,
     tracks: Vec<CounterTrack>,
+    /// The partition each GPU's rows come from (keyed by GPU, so one per GPU).
+    home: Vec<Option<i32>>,
     w1: Windows,
     w15: Windows,
     watermarks: Watermarks,
@@ -134,6 +148,7 @@ impl WindowOperator {
             gpus: Vec::new(),
             gpu_ids: HashMap::new(),
             tracks: Vec::new(),
+            home: Vec::new(),
             w1: Windows::default(),
             w15: Windows::default(),
             watermarks: Watermarks::new(cfg.allowed_lateness_us, cfg.idle_timeout),
@@ -196,6 +211,7 @@ impl WindowOperator {
         });
         self.gpu_ids.insert(uuid.to_owned(), id);
         self.tracks.push(CounterTrack::default());
+        self.home.push(None);
         id
     }
 
@@ -232,6 +248,7 @@ impl WindowOperator {
             // interleaves partitions, and a replay or restart repeats it.
             let own = match partitions.get(row) {
                 Some(&p) => {
+                    self.home[gpu as usize] = Some(p);
                     self.watermarks.observe(p, t, now);
                     self.watermarks.of_partition(p)
                 }
@@ -278,14 +295,23 @@ impl WindowOperator {
                 .aggregate(input.into_batch()?)
                 .await
                 .context("partial aggregation in DataFusion")?;
+            let fifteen = Width::FifteenMinutes.micros();
             for p in partials {
-                let q = bucket_start(p.bucket_start_us, Width::FifteenMinutes.micros());
+                let q = bucket_start(p.bucket_start_us, fifteen);
                 self.w15.open.entry((q, p.gpu)).or_default().merge(&p.state);
                 self.w1
                     .open
                     .entry((p.bucket_start_us, p.gpu))
                     .or_default()
                     .merge(&p.state);
+                // A late row may open a window the emitted range has passed (`mark_late`
+                // saw it before it existed): it is emitted with the next step.
+                if p.bucket_start_us + MINUTE_US <= self.emitted_upto {
+                    self.w1.dirty.insert((p.bucket_start_us, p.gpu));
+                }
+                if q + fifteen <= self.emitted_upto {
+                    self.w15.dirty.insert((q, p.gpu));
+                }
             }
         }
 
@@ -294,6 +320,124 @@ impl WindowOperator {
         emission.late_updates = late_updates;
         emission.behind_watermark = behind_watermark;
         Ok((admission, emission))
+    }
+
+    /// The partition a GPU's rows come from, once one has arrived.
+    pub fn home(&self, gpu: u32) -> Option<i32> {
+        self.home.get(gpu as usize).copied().flatten()
+    }
+
+    /// Buckets ending at or before this were emitted.
+    pub fn emitted_upto(&self) -> i64 {
+        self.emitted_upto
+    }
+
+    /// A partition's highest event time (its clock), for a checkpoint.
+    pub fn partition_clock(&self, partition: i32) -> Option<i64> {
+        self.watermarks.max_event_of(partition)
+    }
+
+    /// Every GPU's window state, indexed by GPU id, in one pass over the open windows.
+    pub fn export(&self) -> Vec<GpuWindows> {
+        let mut out: Vec<GpuWindows> = self
+            .gpus
+            .iter()
+            .zip(&self.tracks)
+            .map(|(info, track)| GpuWindows {
+                info: info.clone(),
+                track: track.clone(),
+                w1: Vec::new(),
+                w15: Vec::new(),
+            })
+            .collect();
+        for (windows, pick) in [(&self.w1, 0), (&self.w15, 1)] {
+            for (&(start, gpu), state) in &windows.open {
+                let dirty = windows.dirty.contains(&(start, gpu));
+                let g = &mut out[gpu as usize];
+                let list = if pick == 0 { &mut g.w1 } else { &mut g.w15 };
+                list.push((start, state.clone(), dirty));
+            }
+        }
+        out
+    }
+
+    /// Takes over a partition's clock and the pipeline position it had from a
+    /// checkpoint. `watermark`/`emitted_upto` are where that pipeline stood; a fresh
+    /// operator starts there.
+    pub fn restore_partition(
+        &mut self,
+        partition: i32,
+        max_event_us: Option<i64>,
+        watermark: i64,
+        emitted_upto: i64,
+        now: Instant,
+    ) {
+        self.watermarks
+            .restore(partition, max_event_us, watermark, now);
+        if self.emitted_upto == NO_WATERMARK {
+            self.emitted_upto = emitted_upto;
+        }
+    }
+
+    /// Takes over one GPU's window state from a checkpoint; returns its id. A window
+    /// the checkpoint had not emitted but this operator has passed is emitted next.
+    pub fn import(&mut self, state: GpuWindows, home: i32) -> u32 {
+        let GpuWindows {
+            info,
+            track,
+            w1,
+            w15,
+        } = state;
+        let gpu = self.intern(&info.uuid, &info.hostname, info.model.as_deref());
+        if self.home[gpu as usize].is_some() {
+            self.forget(&[gpu]);
+        }
+        self.tracks[gpu as usize] = track;
+        self.home[gpu as usize] = Some(home);
+        let passed = self.emitted_upto;
+        for (windows, list, width) in [
+            (&mut self.w1, w1, MINUTE_US),
+            (&mut self.w15, w15, Width::FifteenMinutes.micros()),
+        ] {
+            for (start, bucket, dirty) in list {
+                let unemitted_behind = bucket.emitted_deltas.is_none() && start + width <= passed;
+                if dirty || unemitted_behind {
+                    windows.dirty.insert((start, gpu));
+                }
+                windows.open.insert((start, gpu), bucket);
+            }
+        }
+        gpu
+    }
+
+    /// Drops GPUs' windows and samples (their partition went to another instance), in
+    /// one pass over the open windows.
+    pub fn forget(&mut self, gpus: &[u32]) {
+        if gpus.is_empty() {
+            return;
+        }
+        let mut gone = vec![false; self.gpus.len()];
+        for &g in gpus {
+            if let Some(x) = gone.get_mut(g as usize) {
+                *x = true;
+            }
+            if let Some(t) = self.tracks.get_mut(g as usize) {
+                *t = CounterTrack::default();
+            }
+            if let Some(h) = self.home.get_mut(g as usize) {
+                *h = None;
+            }
+        }
+        let kept = |g: u32| !gone.get(g as usize).copied().unwrap_or(false);
+        for windows in [&mut self.w1, &mut self.w15] {
+            windows.open.retain(|&(_, g), _| kept(g));
+            windows.dirty.retain(|&(_, g)| kept(g));
+        }
+    }
+
+    /// Drops a partition's clock (see `forget` for its GPUs).
+    pub fn forget_partition(&mut self, partition: i32) {
+        self.watermarks.forget(partition);
     }
 
     /// The end of a bounded input: emit and finalise everything.

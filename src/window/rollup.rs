@@ -68,7 +68,7 @@ pub const COUNT_COLUMNS: [&str; 7] = [
 ];
 
 /// Mergeable state of one (GPU, bucket).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct BucketState {
     pub stats: [MetricStats; N_ROLLUP],
     pub counts: EventCounts,

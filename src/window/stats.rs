@@ -4,7 +4,7 @@
 //! late event merges into a bucket without the bucket's raw samples.
 
 /// Running statistics of one metric over non-NULL values.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct MetricStats {
     pub n: u64,
     pub mean: f64,
@@ -84,7 +84,7 @@ impl MetricStats {
 }
 
 /// Event counts of a bucket (all mergeable by addition / max).
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct EventCounts {
     pub samples: u64,
     pub invalid: u64,

@@ -82,6 +82,41 @@ impl Watermarks {
             .map(|c| c.max_event_us - self.allowed_lateness_us)
     }
 
+    /// A partition's highest event time, for a checkpoint (None before its first event).
+    pub fn max_event_of(&self, partition: i32) -> Option<i64> {
+        self.partitions
+            .get(&partition)
+            .map(|c| c.max_event_us)
+            .filter(|&m| m > NO_WATERMARK)
+    }
+
+    /// Takes over a partition from a checkpoint: its clock, and the pipeline watermark
+    /// it had (the watermark never moves backwards, and starts there when it had none).
+    pub fn restore(
+        &mut self,
+        partition: i32,
+        max_event_us: Option<i64>,
+        watermark: i64,
+        now: Instant,
+    ) {
+        let clock = self.partitions.entry(partition).or_insert(PartitionClock {
+            max_event_us: NO_WATERMARK,
+            last_seen: now,
+        });
+        if let Some(m) = max_event_us {
+            clock.max_event_us = clock.max_event_us.max(m);
+        }
+        clock.last_seen = now;
+        if self.current == NO_WATERMARK {
+            self.current = watermark;
+        }
+    }
+
+    /// A partition that went to another instance no longer holds the watermark back.
+    pub fn forget(&mut self, partition: i32) {
+        self.partitions.remove(&partition);
+    }
+
     pub fn current(&self) -> i64 {
         self.current
     }
