@@ -103,8 +103,9 @@ pub fn restore(
     now: Instant,
 ) -> Result<()> {
     let states = checkpoints.iter().map(decode).collect::<Result<Vec<_>>>()?;
-    // Several checkpoints may come from instances whose watermarks differed: a fresh
-    // engine starts at the lowest, so nothing they had not emitted is skipped.
+    // Several checkpoints may come from instances whose watermarks differed, and this
+    // engine may be ahead of them all: it goes back to the lowest, so that nothing of
+    // theirs is closed, pruned or judged too late before its data is in.
     let Some(watermark) = states.iter().map(|s| s.watermark).min() else {
         return Ok(());
     };
@@ -113,8 +114,13 @@ pub fn restore(
         .map(|s| s.emitted_upto)
         .min()
         .unwrap_or(watermark);
+    let clocks: Vec<(i32, Option<i64>)> = checkpoints
+        .iter()
+        .zip(&states)
+        .map(|(c, s)| (c.partition, s.clock))
+        .collect();
+    window.restore_partitions(&clocks, watermark, emitted_upto, now);
     for (c, s) in checkpoints.iter().zip(states) {
-        window.restore_partition(c.partition, s.clock, watermark, emitted_upto, now);
         for (windows, history) in s.gpus {
             let gpu = window.import(windows, c.partition);
             health.restore_gpu(gpu, history, s.newest_event_us);

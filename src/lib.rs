@@ -34,5 +34,37 @@ pub async fn run_pipeline(cfg: config::PipelineConfig) -> Result<pipeline::RunRe
         config::SinkConfig::Parquet { .. } => None,
     };
     let source = source::Source::from_config(&cfg.source, store, &cfg.name)?;
-    pipeline::Pipeline::new(cfg).run(source, sink).await
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutdown requested: storing the state and leaving the group");
+        let _ = stop_tx.send(true);
+    });
+    pipeline::Pipeline::new(cfg)
+        .with_shutdown(stop_rx)
+        .run(source, sink)
+        .await
+}
+
+/// SIGTERM (what service managers send) or Ctrl-C.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

@@ -94,6 +94,8 @@ pub struct Pipeline {
     /// The next offset per (topic, partition) the engine state stands at.
     positions: BTreeMap<(String, i32), i64>,
     last_checkpoint: Option<Instant>,
+    /// Becomes true when the process is asked to stop.
+    shutdown: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 impl Pipeline {
@@ -111,6 +113,27 @@ impl Pipeline {
             latest: BTreeMap::new(),
             positions: BTreeMap::new(),
             last_checkpoint: None,
+            shutdown: None,
+        }
+    }
+
+    /// Stops early, without closing windows, when `stop` turns true: the state is
+    /// stored (where the source resumes from checkpoints) and the source leaves its
+    /// consumer group, so that other members take its partitions over at once.
+    pub fn with_shutdown(mut self, stop: tokio::sync::watch::Receiver<bool>) -> Self {
+        self.shutdown = Some(stop);
+        self
+    }
+
+    /// Resolves when a shutdown is requested (never without a receiver).
+    async fn stop_requested(stop: &mut Option<tokio::sync::watch::Receiver<bool>>) {
+        match stop {
+            Some(rx) => {
+                if rx.wait_for(|s| *s).await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }
+            None => std::future::pending::<()>().await,
         }
     }
 
@@ -172,9 +195,27 @@ impl Pipeline {
             while let Ok(stored) = acks.try_recv() {
                 source.stored(&stored);
             }
-            let batch = source.next_batch(self.cfg.engine.batch_size).await?;
+            let mut stop = self.shutdown.take();
+            let batch = tokio::select! {
+                b = source.next_batch(self.cfg.engine.batch_size) => Some(b?),
+                _ = Self::stop_requested(&mut stop) => None,
+            };
+            self.shutdown = stop;
             // State of partitions gained or lost in a rebalance during that fetch.
             self.rebalance(source.take_rebalance())?;
+            let Some(batch) = batch else {
+                // Asked to stop: what was fetched and not handed out is read again by
+                // whoever resumes; the open windows stay open in the stored state.
+                if checkpoints {
+                    let set = FlushSet {
+                        checkpoints: self.checkpoint()?,
+                        ..Default::default()
+                    };
+                    in_flight.sent();
+                    let _ = tx.send(set).await;
+                }
+                return Ok(());
+            };
             let Some(msgs) = batch else {
                 break;
             };
@@ -307,6 +348,13 @@ impl Pipeline {
         self.health.observe(&cols, &admission);
         let raw = filter_record_batch(&decoded.raw, &BooleanArray::from(keep))?;
         self.report.raw_rows += raw.num_rows() as u64;
+        debug!(
+            messages = msgs.len(),
+            watermark = emission.watermark,
+            partitions = ?self.window.partition_clocks(),
+            updates_1m = emission.updates_1m.iter().map(|b| b.num_rows()).sum::<usize>(),
+            "step"
+        );
         let mut set = self.assemble(emission, dead)?;
         set.raw.push(raw);
         set.offsets = next_offsets(msgs);

@@ -337,6 +337,11 @@ impl WindowOperator {
         self.watermarks.max_event_of(partition)
     }
 
+    /// Every partition's clock (highest event time), for logs.
+    pub fn partition_clocks(&self) -> Vec<(i32, i64)> {
+        self.watermarks.clocks()
+    }
+
     /// Every GPU's window state, indexed by GPU id, in one pass over the open windows.
     pub fn export(&self) -> Vec<GpuWindows> {
         let mut out: Vec<GpuWindows> = self
@@ -361,20 +366,18 @@ impl WindowOperator {
         out
     }
 
-    /// Takes over a partition's clock and the pipeline position it had from a
-    /// checkpoint. `watermark`/`emitted_upto` are where that pipeline stood; a fresh
-    /// operator starts there.
-    pub fn restore_partition(
+    /// Takes over partitions' clocks from checkpoints, and where the pipeline stood
+    /// (the lowest `watermark` and `emitted_upto` among them). A fresh operator (a
+    /// restart) goes on from there; one with partitions of its own keeps its emitted
+    /// range and may move its watermark back (see `Watermarks::restore`).
+    pub fn restore_partitions(
         &mut self,
-        partition: i32,
-        max_event_us: Option<i64>,
+        clocks: &[(i32, Option<i64>)],
         watermark: i64,
         emitted_upto: i64,
         now: Instant,
     ) {
-        self.watermarks
-            .restore(partition, max_event_us, watermark, now);
-        if self.emitted_upto == NO_WATERMARK {
+        if self.watermarks.restore(clocks, watermark, now) {
             self.emitted_upto = emitted_upto;
         }
     }

@@ -3,7 +3,8 @@
 //! are not idle (no data for `idle_timeout` of wall time). A partition the source has
 //! been assigned holds the watermark back from the moment it is expected, before its
 //! first event: a consumer may fetch one partition far ahead of another, and the
-//! other's events must not arrive too late for that. It never moves backwards.
+//! other's events must not arrive too late for that. It never moves backwards, except
+//! when a partition is taken over from a checkpoint whose watermark is behind.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -90,26 +91,42 @@ impl Watermarks {
             .filter(|&m| m > NO_WATERMARK)
     }
 
-    /// Takes over a partition from a checkpoint: its clock, and the pipeline watermark
-    /// it had (the watermark never moves backwards, and starts there when it had none).
-    pub fn restore(
-        &mut self,
-        partition: i32,
-        max_event_us: Option<i64>,
-        watermark: i64,
-        now: Instant,
-    ) {
-        let clock = self.partitions.entry(partition).or_insert(PartitionClock {
-            max_event_us: NO_WATERMARK,
-            last_seen: now,
-        });
-        if let Some(m) = max_event_us {
-            clock.max_event_us = clock.max_event_us.max(m);
+    /// Takes over partitions from checkpoints: their clocks, and `watermark`, the
+    /// lowest pipeline watermark among the checkpoints. A tracker that knew no
+    /// partition yet (a restart) starts at it. One that has partitions of its own (a
+    /// member taking partitions over) goes back to it if it is behind: the one place the
+    /// watermark moves back, because the pipeline's watermark is the minimum over its
+    /// partitions, and the lagging partitions' windows, counter samples and days must
+    /// not be closed or pruned before their data is in. Returns whether it was fresh.
+    pub fn restore(&mut self, clocks: &[(i32, Option<i64>)], watermark: i64, now: Instant) -> bool {
+        let fresh = self.partitions.is_empty();
+        for &(partition, max_event_us) in clocks {
+            let clock = self.partitions.entry(partition).or_insert(PartitionClock {
+                max_event_us: NO_WATERMARK,
+                last_seen: now,
+            });
+            if let Some(m) = max_event_us {
+                clock.max_event_us = clock.max_event_us.max(m);
+            }
+            clock.last_seen = now;
         }
-        clock.last_seen = now;
-        if self.current == NO_WATERMARK {
-            self.current = watermark;
-        }
+        self.current = if fresh {
+            watermark
+        } else {
+            self.current.min(watermark)
+        };
+        fresh
+    }
+
+    /// Every partition's highest event time, in partition order.
+    pub fn clocks(&self) -> Vec<(i32, i64)> {
+        let mut c: Vec<(i32, i64)> = self
+            .partitions
+            .iter()
+            .map(|(p, c)| (*p, c.max_event_us))
+            .collect();
+        c.sort_unstable();
+        c
     }
 
     /// A partition that went to another instance no longer holds the watermark back.
