@@ -28,6 +28,40 @@ pub struct PipelineConfig {
     pub health: HealthSection,
     #[serde(default)]
     pub engine: EngineSection,
+    /// Kafka output topics beside the sink (DESIGN 2.3): rollups and dead letters.
+    #[serde(default)]
+    pub topics: Option<TopicsSection>,
+}
+
+/// Output topics: every emitted rollup as a flat JSON row keyed by GPU UUID, and every
+/// dead letter with its original bytes and reason headers. At least once: a flush's
+/// messages are acknowledged by the broker before the flush is stored.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopicsSection {
+    /// `host:port[,host:port...]`.
+    pub brokers: String,
+    #[serde(default = "default_topic_1m")]
+    pub rollup_1m: String,
+    #[serde(default = "default_topic_15m")]
+    pub rollup_15m: String,
+    #[serde(default = "default_topic_dlq")]
+    pub dead_letters: String,
+    /// Extra librdkafka producer settings.
+    #[serde(default)]
+    pub properties: std::collections::BTreeMap<String, String>,
+}
+
+fn default_topic_1m() -> String {
+    "gpu-metrics-1min".into()
+}
+
+fn default_topic_15m() -> String {
+    "gpu-metrics-15min".into()
+}
+
+fn default_topic_dlq() -> String {
+    "gpu-metrics-dlq".into()
 }
 
 fn default_name() -> String {

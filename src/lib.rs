@@ -40,8 +40,13 @@ pub async fn run_pipeline(cfg: config::PipelineConfig) -> Result<pipeline::RunRe
         tracing::info!("shutdown requested: storing the state and leaving the group");
         let _ = stop_tx.send(true);
     });
+    let topics = match &cfg.topics {
+        Some(t) => Some(sink::TopicSink::connect(t).await?),
+        None => None,
+    };
     pipeline::Pipeline::new(cfg)
         .with_shutdown(stop_rx)
+        .with_topics(topics)
         .run(source, sink)
         .await
 }

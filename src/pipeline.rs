@@ -21,7 +21,7 @@ use crate::health::predict::predictions_to_batch;
 use crate::health::scores::scores_to_batch;
 use crate::health::{HealthTracker, ScoredDay};
 use crate::progress::{InFlight, Rebalance};
-use crate::sink::{FlushSet, Sink, SourcePosition};
+use crate::sink::{FlushSet, Sink, SourcePosition, TopicSink};
 use crate::source::Source;
 use crate::window::WindowOperator;
 use crate::window::operator::{Emission, GpuInfo, RowStatus};
@@ -46,9 +46,40 @@ pub struct RunReport {
     /// Partition checkpoints stored with the data, and loaded from it.
     pub checkpoints_written: u64,
     pub partitions_restored: u64,
+    /// Messages the output topics acknowledged (rollup rows and dead letters).
+    pub topic_messages: u64,
+    /// Kafka timestamp to stored flush, per message (Kafka sources).
+    pub latency: Option<LatencySummary>,
     /// The latest scored day of every GPU.
     pub latest: Vec<ScoredDay>,
     pub gpus: Vec<GpuInfo>,
+}
+
+/// End-to-end latency quantiles, in milliseconds.
+#[derive(Debug, Clone, Copy)]
+pub struct LatencySummary {
+    pub messages: u64,
+    pub p50_ms: u64,
+    pub p99_ms: u64,
+    pub max_ms: u64,
+}
+
+impl LatencySummary {
+    fn of(h: &hdrhistogram::Histogram<u64>) -> Option<Self> {
+        (!h.is_empty()).then(|| LatencySummary {
+            messages: h.len(),
+            p50_ms: h.value_at_quantile(0.5),
+            p99_ms: h.value_at_quantile(0.99),
+            max_ms: h.max(),
+        })
+    }
+}
+
+/// Milliseconds since the epoch, now.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 impl RunReport {
@@ -96,6 +127,8 @@ pub struct Pipeline {
     last_checkpoint: Option<Instant>,
     /// Becomes true when the process is asked to stop.
     shutdown: Option<tokio::sync::watch::Receiver<bool>>,
+    /// Output topics beside the sink.
+    topics: Option<TopicSink>,
 }
 
 impl Pipeline {
@@ -114,7 +147,15 @@ impl Pipeline {
             positions: BTreeMap::new(),
             last_checkpoint: None,
             shutdown: None,
+            topics: None,
         }
+    }
+
+    /// Also produces every flush's rollups and dead letters to Kafka topics, before
+    /// the flush is stored (at least once).
+    pub fn with_topics(mut self, topics: Option<TopicSink>) -> Self {
+        self.topics = topics;
+        self
     }
 
     /// Stops early, without closing windows, when `stop` turns true: the state is
@@ -149,15 +190,32 @@ impl Pipeline {
         let (ack_tx, mut ack_rx) = tokio::sync::mpsc::unbounded_channel::<Vec<SourcePosition>>();
         let in_flight = source.in_flight();
         let stored = in_flight.clone();
+        let topics = self.topics.take();
         let writer = tokio::spawn(async move {
             let written = async {
-                while let Some(set) = rx.recv().await {
+                let mut produced = 0u64;
+                // 1 ms to 1 h at 3 significant digits.
+                let mut latency = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 3_600_000, 3)
+                    .context("creating the latency histogram")?;
+                while let Some(mut set) = rx.recv().await {
                     let offsets = set.offsets.clone();
+                    let arrivals = std::mem::take(&mut set.arrivals_ms);
+                    if let Some(t) = &topics {
+                        produced += t
+                            .write(&set)
+                            .await
+                            .context("producing to the output topics")?;
+                    }
                     sink.write(set).await.context("writing to the sink")?;
+                    let now = now_ms();
+                    for a in arrivals {
+                        latency.saturating_record((now - a).max(1) as u64);
+                    }
                     stored.stored();
                     let _ = ack_tx.send(offsets);
                 }
-                sink.close().await.context("closing the sink")
+                sink.close().await.context("closing the sink")?;
+                Ok::<_, anyhow::Error>((produced, LatencySummary::of(&latency)))
             }
             .await;
             // Done or failed, nothing more will be stored: a revoke must not wait on it.
@@ -170,7 +228,7 @@ impl Pipeline {
         drop(tx);
         let written = writer.await.context("the sink task panicked")?;
         // A sink failure closes the channel, which ends production early; report it first.
-        written?;
+        (self.report.topic_messages, self.report.latency) = written?;
         produced?;
         self.report.elapsed_s = start.elapsed().as_secs_f64();
         self.report.latest = self.latest.into_values().collect();
@@ -225,6 +283,7 @@ impl Pipeline {
             if checkpoints && self.checkpoint_due() {
                 set.checkpoints = self.checkpoint()?;
             }
+            set.arrivals_ms = source.take_arrivals();
             in_flight.sent();
             if tx.send(set).await.is_err() {
                 return Ok(());

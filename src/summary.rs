@@ -90,6 +90,23 @@ pub fn render(r: &RunReport, output: &str, worst: usize) -> String {
         thousands(r.score_rows),
         thousands(r.score_rows)
     );
+    if let Some(l) = &r.latency {
+        let _ = writeln!(
+            o,
+            "latency, Kafka timestamp to stored: p50 {} ms | p99 {} ms | max {} ms ({} messages)",
+            l.p50_ms,
+            l.p99_ms,
+            l.max_ms,
+            thousands(l.messages)
+        );
+    }
+    if r.topic_messages > 0 {
+        let _ = writeln!(
+            o,
+            "output topics: {} messages acknowledged",
+            thousands(r.topic_messages)
+        );
+    }
     let _ = writeln!(o, "output: {output}");
     let _ = writeln!(o);
 

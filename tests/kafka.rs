@@ -17,7 +17,9 @@ use common::db::{
     CHECKSUM_TABLES, apply_schema, assert_rows_close, checksums, fixture_pipeline, fresh_db,
     run_into, scalar_i64, table_rows,
 };
-use gpu_health::config::SourceConfig;
+use std::collections::HashMap;
+
+use gpu_health::config::{SourceConfig, TopicsSection};
 use gpu_health::replay::{ReplayOptions, replay};
 use rand::{Rng, SeedableRng};
 use tokio::sync::OnceCell;
@@ -114,11 +116,88 @@ async fn fixture_through_kafka_equals_the_file_run() {
         end_linger: Duration::from_secs(2),
         properties: Default::default(),
     };
+    let outputs = TopicsSection {
+        brokers: brokers(),
+        rollup_1m: format!("{topic}-1min"),
+        rollup_15m: format!("{topic}-15min"),
+        dead_letters: format!("{topic}-dlq"),
+        properties: Default::default(),
+    };
+    cfg.topics = Some(outputs.clone());
     let report = run_into(&url, cfg).await;
     assert!(report.books_balance());
     assert_eq!(report.messages, r.produced);
     assert_same_tables(&c, r).await;
     assert!(report.checkpoints_written >= 4);
+    assert!(report.topic_messages > 0);
+
+    // The output topics: the last message of every rollup key is the table's row, and
+    // every dead letter is on the DLQ with its original bytes and reason headers.
+    for (out, table) in [
+        (&outputs.rollup_1m, "gpu_metrics_1min"),
+        (&outputs.rollup_15m, "gpu_metrics_15min"),
+    ] {
+        let mut last: HashMap<(String, i64), serde_json::Map<String, serde_json::Value>> =
+            HashMap::new();
+        for m in consume_all(out) {
+            let row: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_slice(&m.value).unwrap();
+            let gpu = row["gpu_uuid"].as_str().unwrap().to_owned();
+            assert_eq!(
+                m.key.as_deref(),
+                Some(gpu.as_bytes()),
+                "{out}: keyed by GPU"
+            );
+            last.insert((gpu, micros(&row["time"])), row);
+        }
+        let rows = table_rows(&c, table, "time, gpu_uuid").await;
+        assert_eq!(last.len(), rows.len(), "{out}: one key per row of {table}");
+        for db in rows {
+            let db = db.as_object().unwrap();
+            let key = (
+                db["gpu_uuid"].as_str().unwrap().to_owned(),
+                micros(&db["time"]),
+            );
+            let msg = last
+                .get(&key)
+                .unwrap_or_else(|| panic!("{out}: no {key:?}"));
+            for (k, v) in msg.iter().filter(|(k, _)| *k != "time") {
+                let w = &db[k];
+                let same = match (v.as_f64(), w.as_f64()) {
+                    (Some(p), Some(q)) => (p - q).abs() <= 1e-9 * p.abs().max(q.abs()).max(1.0),
+                    _ => v == w,
+                };
+                assert!(same, "{out}: {k} is {v}, the table has {w}");
+            }
+        }
+    }
+    let letters = c
+        .query(
+            "SELECT reason, partition, \"offset\", value FROM gpu_metrics_dead_letters",
+            &[],
+        )
+        .await
+        .unwrap();
+    let mut want: HashMap<(String, i32, i64), Vec<u8>> = letters
+        .iter()
+        .map(|r| ((r.get(0), r.get(1), r.get(2)), r.get(3)))
+        .collect();
+    let dlq = consume_all(&outputs.dead_letters);
+    assert_eq!(dlq.len(), want.len(), "one DLQ message per dead letter");
+    for m in dlq {
+        let h = |k: &str| m.headers.get(k).cloned().unwrap_or_default();
+        assert_eq!(h("source.topic"), topic);
+        assert!(!h("error.detail").is_empty());
+        let key = (
+            h("error.reason"),
+            h("source.partition").parse().unwrap(),
+            h("source.offset").parse().unwrap(),
+        );
+        let value = want
+            .remove(&key)
+            .unwrap_or_else(|| panic!("no dead letter {key:?}"));
+        assert_eq!(m.value, value, "{key:?}: the original bytes");
+    }
 
     // A second run of the same group starts at the stored offsets: nothing is re-read.
     let mut cfg = fixture_pipeline(&topic);
@@ -135,6 +214,64 @@ async fn fixture_through_kafka_equals_the_file_run() {
     assert_eq!(again.partitions_restored, 4);
     // It went on from the stored state: the tables are unchanged.
     assert_same_tables(&c, r).await;
+}
+
+/// A consumed message: key, value and headers.
+struct Consumed {
+    key: Option<Vec<u8>>,
+    value: Vec<u8>,
+    headers: HashMap<String, String>,
+}
+
+/// Every message of `topic`, in partition order, read until it has been quiet for 3 s.
+fn consume_all(topic: &str) -> Vec<Consumed> {
+    use rdkafka::Message;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::Headers;
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("group.id", format!("check-{topic}"))
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("fetch.wait.max.ms", "10")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[topic]).unwrap();
+    let mut out = Vec::new();
+    let mut quiet = Instant::now();
+    while quiet.elapsed() < Duration::from_secs(3) {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                let headers = m
+                    .headers()
+                    .map(|h| {
+                        h.iter()
+                            .map(|x| {
+                                let v = x.value.map(|v| String::from_utf8_lossy(v).into_owned());
+                                (x.key.to_owned(), v.unwrap_or_default())
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                out.push(Consumed {
+                    key: m.key().map(<[u8]>::to_vec),
+                    value: m.payload().unwrap_or_default().to_vec(),
+                    headers,
+                });
+                quiet = Instant::now();
+            }
+            Some(Err(e)) => panic!("consuming {topic}: {e}"),
+            None => {}
+        }
+    }
+    out
+}
+
+/// A JSON timestamp (RFC 3339) in microseconds.
+fn micros(v: &serde_json::Value) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap())
+        .unwrap()
+        .timestamp_micros()
 }
 
 /// A pipeline file for the processor binary: the reference topic into TimescaleDB as

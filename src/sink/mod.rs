@@ -4,6 +4,7 @@
 
 pub mod parquet;
 pub mod timescale;
+pub mod topics;
 
 use anyhow::Result;
 use datafusion::arrow::record_batch::RecordBatch;
@@ -13,6 +14,7 @@ use crate::progress::PartitionCheckpoint;
 
 pub use parquet::ParquetSink;
 pub use timescale::{SourcePosition, TimescaleOptions, TimescaleSink};
+pub use topics::TopicSink;
 
 /// Everything one pipeline step produced.
 #[derive(Default)]
@@ -29,6 +31,9 @@ pub struct FlushSet {
     pub offsets: Vec<SourcePosition>,
     /// Engine state to store with this flush (sinks that keep offsets with the data).
     pub checkpoints: Vec<PartitionCheckpoint>,
+    /// Kafka timestamps (ms since the epoch) of this flush's messages, for the
+    /// end-to-end latency once it is stored.
+    pub arrivals_ms: Vec<i64>,
 }
 
 /// The configured sink.

@@ -308,6 +308,8 @@ pub struct KafkaSource {
     /// Bounded runs: the end offset of every partition, taken at start.
     ends: Option<HashMap<i32, i64>>,
     last_message: Instant,
+    /// Kafka timestamps of the last batch's messages (ms since the epoch).
+    arrivals_ms: Vec<i64>,
 }
 
 /// How long a batch may keep filling after its first message.
@@ -355,6 +357,7 @@ impl KafkaSource {
             in_flight,
             ends,
             last_message: Instant::now(),
+            arrivals_ms: Vec::new(),
         })
     }
 
@@ -390,6 +393,11 @@ impl KafkaSource {
         self.shared.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Kafka timestamps of the last batch's messages (ms since the epoch).
+    pub fn take_arrivals(&mut self) -> Vec<i64> {
+        std::mem::take(&mut self.arrivals_ms)
+    }
+
     /// What rebalances changed since the last call.
     pub fn take_rebalance(&self) -> Rebalance {
         std::mem::take(&mut self.shared().changes)
@@ -398,6 +406,7 @@ impl KafkaSource {
     pub async fn next_batch(&mut self, max: usize) -> Result<Option<Vec<Message>>> {
         let mut out: Vec<Message> = Vec::new();
         let mut first: Option<Instant> = None;
+        self.arrivals_ms.clear();
         loop {
             let wait = match first {
                 None => Duration::from_millis(200),
@@ -417,7 +426,7 @@ impl KafkaSource {
             match received {
                 Ok(Ok(m)) => {
                     let (partition, offset) = (m.partition(), m.offset());
-                    let mut shared = self.shared();
+                    let mut shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
                     if !shared.held.contains(&partition) {
                         continue;
                     }
@@ -434,6 +443,9 @@ impl KafkaSource {
                         );
                     }
                     first.get_or_insert_with(Instant::now);
+                    if let Some(ts) = m.timestamp().to_millis() {
+                        self.arrivals_ms.push(ts);
+                    }
                     out.push(Message {
                         key: m.key().map(<[u8]>::to_vec),
                         value: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),

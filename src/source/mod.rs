@@ -101,6 +101,14 @@ impl Source {
         }
     }
 
+    /// Kafka timestamps (ms since the epoch) of the last batch's messages.
+    pub fn take_arrivals(&mut self) -> Vec<i64> {
+        match self {
+            Source::File(_) => Vec::new(),
+            Source::Kafka(k) => k.take_arrivals(),
+        }
+    }
+
     /// The count of flushes in the sink's hands that the source may wait on.
     pub fn in_flight(&self) -> Arc<InFlight> {
         match self {

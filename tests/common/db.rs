@@ -104,7 +104,12 @@ pub async fn run_into(url: &str, cfg: PipelineConfig) -> gpu_health::pipeline::R
         group: "test".into(),
     };
     let source = Source::from_config(&cfg.source, Some(store), &cfg.name).unwrap();
+    let topics = match &cfg.topics {
+        Some(t) => Some(gpu_health::sink::TopicSink::connect(t).await.unwrap()),
+        None => None,
+    };
     Pipeline::new(cfg)
+        .with_topics(topics)
         .run(source, Sink::Timescale(Box::new(sink)))
         .await
         .unwrap()

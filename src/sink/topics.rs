@@ -1,0 +1,221 @@
+//! Kafka output topics (DESIGN 2.3, 4): every emitted rollup (re-emissions after late
+//! data included, like the database's upserts) as a flat JSON row with the table's
+//! column names, keyed by GPU UUID, on `gpu-metrics-1min` and `gpu-metrics-15min`; and
+//! every dead letter on `gpu-metrics-dlq` with its original key and bytes and the
+//! headers `error.reason`, `error.detail`, `source.topic`, `source.partition`,
+//! `source.offset`.
+//!
+//! At least once, with an idempotent producer: the pipeline awaits the broker's
+//! acknowledgement of a flush's messages before it stores the flush, so a crash between
+//! the two sends them again and never loses them.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow};
+use datafusion::arrow::array::{
+    Array, BinaryArray, BooleanArray, Float64Array, Int32Array, Int64Array, StringArray,
+    TimestampMicrosecondArray,
+};
+use datafusion::arrow::datatypes::{DataType, TimeUnit};
+use datafusion::arrow::record_batch::RecordBatch;
+use futures_util::future::try_join_all;
+use rdkafka::config::ClientConfig;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use serde_json::{Map, Value};
+
+use super::FlushSet;
+use crate::config::TopicsSection;
+
+/// Partitions of an output topic created by the processor.
+const PARTITIONS: i32 = 4;
+
+pub struct TopicSink {
+    producer: FutureProducer,
+    cfg: TopicsSection,
+}
+
+impl TopicSink {
+    pub async fn connect(cfg: &TopicsSection) -> Result<Self> {
+        for t in [&cfg.rollup_1m, &cfg.rollup_15m, &cfg.dead_letters] {
+            crate::replay::ensure_topic(&cfg.brokers, t, PARTITIONS).await?;
+        }
+        let mut client = ClientConfig::new();
+        client
+            .set("bootstrap.servers", &cfg.brokers)
+            .set("enable.idempotence", "true")
+            .set("linger.ms", "5")
+            // A dead letter keeps its original bytes, which may exceed 1 MB.
+            .set("message.max.bytes", "8388608")
+            .set("message.timeout.ms", "300000");
+        for (k, v) in &cfg.properties {
+            client.set(k, v);
+        }
+        let producer = client
+            .create()
+            .with_context(|| format!("creating a Kafka producer for {}", cfg.brokers))?;
+        Ok(TopicSink {
+            producer,
+            cfg: cfg.clone(),
+        })
+    }
+
+    pub fn describe(&self) -> String {
+        format!(
+            "kafka {} topics {}, {}, {}",
+            self.cfg.brokers, self.cfg.rollup_1m, self.cfg.rollup_15m, self.cfg.dead_letters
+        )
+    }
+
+    /// Produces a flush's rollups and dead letters and waits until the broker has
+    /// acknowledged every one.
+    pub async fn write(&self, set: &FlushSet) -> Result<u64> {
+        let mut records: Vec<(String, Vec<u8>, Option<Vec<u8>>, Option<OwnedHeaders>)> = Vec::new();
+        for (topic, batches) in [
+            (&self.cfg.rollup_1m, &set.updates_1m),
+            (&self.cfg.rollup_15m, &set.updates_15m),
+        ] {
+            for batch in batches {
+                for row in rows_as_json(batch)? {
+                    let key = row
+                        .get("gpu_uuid")
+                        .and_then(Value::as_str)
+                        .map(|s| s.as_bytes().to_vec());
+                    let value = serde_json::to_vec(&row).context("encoding a rollup row")?;
+                    records.push((topic.clone(), value, key, None));
+                }
+            }
+        }
+        for batch in &set.dead_letters {
+            records.extend(dead_letter_records(batch, &self.cfg.dead_letters)?);
+        }
+        let sends = records.iter().map(|(topic, value, key, headers)| {
+            let mut r = FutureRecord::<[u8], [u8]>::to(topic).payload(value.as_slice());
+            if let Some(k) = key {
+                r = r.key(k.as_slice());
+            }
+            if let Some(h) = headers {
+                r = r.headers(h.clone());
+            }
+            let delivery = self.producer.send(r, Duration::from_secs(300));
+            async move {
+                delivery
+                    .await
+                    .map(|_| ())
+                    .map_err(|(e, _)| anyhow!("producing to {topic}: {e}"))
+            }
+        });
+        try_join_all(sends).await?;
+        Ok(records.len() as u64)
+    }
+}
+
+/// The DLQ records of a dead-letter batch: original key and bytes, reason headers.
+fn dead_letter_records(
+    batch: &RecordBatch,
+    topic: &str,
+) -> Result<Vec<(String, Vec<u8>, Option<Vec<u8>>, Option<OwnedHeaders>)>> {
+    let col = |name: &str| {
+        batch
+            .column_by_name(name)
+            .ok_or_else(|| anyhow!("dead-letter batch without {name}"))
+    };
+    let reason = downcast::<StringArray>(col("reason")?)?;
+    let detail = downcast::<StringArray>(col("detail")?)?;
+    let src_topic = downcast::<StringArray>(col("topic")?)?;
+    let partition = downcast::<Int32Array>(col("partition")?)?;
+    let offset = downcast::<Int64Array>(col("offset")?)?;
+    let key = downcast::<BinaryArray>(col("key")?)?;
+    let value = downcast::<BinaryArray>(col("value")?)?;
+    Ok((0..batch.num_rows())
+        .map(|i| {
+            let partition = partition.value(i).to_string();
+            let offset = offset.value(i).to_string();
+            let headers = OwnedHeaders::new()
+                .insert(Header {
+                    key: "error.reason",
+                    value: Some(reason.value(i)),
+                })
+                .insert(Header {
+                    key: "error.detail",
+                    value: Some(detail.value(i)),
+                })
+                .insert(Header {
+                    key: "source.topic",
+                    value: Some(src_topic.value(i)),
+                })
+                .insert(Header {
+                    key: "source.partition",
+                    value: Some(&partition),
+                })
+                .insert(Header {
+                    key: "source.offset",
+                    value: Some(&offset),
+                });
+            (
+                topic.to_owned(),
+                value.value(i).to_vec(),
+                key.is_valid(i).then(|| key.value(i).to_vec()),
+                Some(headers),
+            )
+        })
+        .collect())
+}
+
+fn downcast<T: 'static>(a: &dyn Array) -> Result<&T> {
+    a.as_any()
+        .downcast_ref::<T>()
+        .ok_or_else(|| anyhow!("unexpected column type {}", a.data_type()))
+}
+
+/// Each row as a JSON object with the batch's column names: timestamps as RFC 3339
+/// (UTC, microseconds), NULL as null.
+pub fn rows_as_json(batch: &RecordBatch) -> Result<Vec<Map<String, Value>>> {
+    let schema = batch.schema();
+    let mut rows = vec![Map::new(); batch.num_rows()];
+    for (field, column) in schema.fields().iter().zip(batch.columns()) {
+        let name = field.name();
+        let put = |rows: &mut Vec<Map<String, Value>>, f: &dyn Fn(usize) -> Value| {
+            for (i, row) in rows.iter_mut().enumerate() {
+                let v = if column.is_null(i) { Value::Null } else { f(i) };
+                row.insert(name.clone(), v);
+            }
+        };
+        match column.data_type() {
+            DataType::Utf8 => {
+                let a = downcast::<StringArray>(column)?;
+                put(&mut rows, &|i| Value::from(a.value(i)));
+            }
+            DataType::Float64 => {
+                let a = downcast::<Float64Array>(column)?;
+                put(&mut rows, &|i| Value::from(a.value(i)));
+            }
+            DataType::Int64 => {
+                let a = downcast::<Int64Array>(column)?;
+                put(&mut rows, &|i| Value::from(a.value(i)));
+            }
+            DataType::Int32 => {
+                let a = downcast::<Int32Array>(column)?;
+                put(&mut rows, &|i| Value::from(a.value(i)));
+            }
+            DataType::Boolean => {
+                let a = downcast::<BooleanArray>(column)?;
+                put(&mut rows, &|i| Value::from(a.value(i)));
+            }
+            DataType::Timestamp(TimeUnit::Microsecond, _) => {
+                let a = downcast::<TimestampMicrosecondArray>(column)?;
+                put(&mut rows, &|i| {
+                    chrono::DateTime::from_timestamp_micros(a.value(i))
+                        .map(|t| {
+                            Value::from(t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
+                        })
+                        .unwrap_or(Value::Null)
+                });
+            }
+            other => {
+                return Err(anyhow!("column {name}: {other} has no JSON form here"));
+            }
+        }
+    }
+    Ok(rows)
+}
