@@ -285,9 +285,13 @@ impl Pipeline {
             }
             set.arrivals_ms = source.take_arrivals();
             in_flight.sent();
+            let waiting = Instant::now();
             if tx.send(set).await.is_err() {
                 return Ok(());
             }
+            // Backpressure (a slow or unavailable database) is not partition idleness.
+            self.window
+                .discount_stall(waiting.elapsed(), Instant::now());
         }
         // The state before the final flush closes every window: a later run over more
         // input goes on from the open windows, not from their forced end.

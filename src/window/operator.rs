@@ -337,6 +337,11 @@ impl WindowOperator {
         self.watermarks.max_event_of(partition)
     }
 
+    /// The pipeline waited `stalled` for its sink: not idleness of any partition.
+    pub fn discount_stall(&mut self, stalled: Duration, now: Instant) {
+        self.watermarks.discount_stall(stalled, now);
+    }
+
     /// Every partition's clock (highest event time), for logs.
     pub fn partition_clocks(&self) -> Vec<(i32, i64)> {
         self.watermarks.clocks()

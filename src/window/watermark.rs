@@ -118,6 +118,16 @@ impl Watermarks {
         fresh
     }
 
+    /// The pipeline did not read for `stalled` (waiting for its sink): that time does
+    /// not count towards any partition's idleness. Without this, every partition but
+    /// the first to deliver after a database outage would count as idle, and the
+    /// watermark would run ahead of their data.
+    pub fn discount_stall(&mut self, stalled: Duration, now: Instant) {
+        for c in self.partitions.values_mut() {
+            c.last_seen = (c.last_seen + stalled).min(now);
+        }
+    }
+
     /// Every partition's highest event time, in partition order.
     pub fn clocks(&self) -> Vec<(i32, i64)> {
         let mut c: Vec<(i32, i64)> = self
@@ -168,6 +178,26 @@ mod tests {
         // Never backwards, even when the slow partition wakes up.
         w.observe(1, 600, t0 + Duration::from_secs(32));
         assert_eq!(w.advance(t0 + Duration::from_secs(32)), 1940);
+    }
+
+    #[test]
+    fn a_stalled_pipeline_does_not_make_partitions_idle() {
+        let t0 = Instant::now();
+        let mut w = Watermarks::new(60, Duration::from_secs(30));
+        w.observe(0, 1000, t0);
+        w.observe(1, 500, t0);
+        assert_eq!(w.advance(t0), 440);
+        // 40 s waiting for the sink, then partition 0 delivers first.
+        let t1 = t0 + Duration::from_secs(40);
+        w.discount_stall(Duration::from_secs(40), t1);
+        w.observe(0, 3000, t1);
+        assert_eq!(w.advance(t1), 440, "partition 1 still holds the watermark");
+        // Without the discount, partition 1 would have counted as idle.
+        let mut v = Watermarks::new(60, Duration::from_secs(30));
+        v.observe(0, 1000, t0);
+        v.observe(1, 500, t0);
+        v.observe(0, 3000, t1);
+        assert_eq!(v.advance(t1), 2940);
     }
 
     #[test]
