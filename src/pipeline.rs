@@ -194,9 +194,10 @@ impl Pipeline {
         let writer = tokio::spawn(async move {
             let written = async {
                 let mut produced = 0u64;
-                // 1 ms to 1 h at 3 significant digits.
-                let mut latency = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 3_600_000, 3)
-                    .context("creating the latency histogram")?;
+                // 1 ms to 7 days at 3 significant digits (a backfill reads old messages).
+                let mut latency =
+                    hdrhistogram::Histogram::<u64>::new_with_bounds(1, 604_800_000, 3)
+                        .context("creating the latency histogram")?;
                 while let Some(mut set) = rx.recv().await {
                     let offsets = set.offsets.clone();
                     let arrivals = std::mem::take(&mut set.arrivals_ms);

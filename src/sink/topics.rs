@@ -27,6 +27,14 @@ use serde_json::{Map, Value};
 use super::FlushSet;
 use crate::config::TopicsSection;
 
+/// One message to produce: topic, value, key, headers.
+struct Outgoing {
+    topic: String,
+    value: Vec<u8>,
+    key: Option<Vec<u8>>,
+    headers: Option<OwnedHeaders>,
+}
+
 /// Partitions of an output topic created by the processor.
 const PARTITIONS: i32 = 4;
 
@@ -70,7 +78,7 @@ impl TopicSink {
     /// Produces a flush's rollups and dead letters and waits until the broker has
     /// acknowledged every one.
     pub async fn write(&self, set: &FlushSet) -> Result<u64> {
-        let mut records: Vec<(String, Vec<u8>, Option<Vec<u8>>, Option<OwnedHeaders>)> = Vec::new();
+        let mut records: Vec<Outgoing> = Vec::new();
         for (topic, batches) in [
             (&self.cfg.rollup_1m, &set.updates_1m),
             (&self.cfg.rollup_15m, &set.updates_15m),
@@ -82,14 +90,25 @@ impl TopicSink {
                         .and_then(Value::as_str)
                         .map(|s| s.as_bytes().to_vec());
                     let value = serde_json::to_vec(&row).context("encoding a rollup row")?;
-                    records.push((topic.clone(), value, key, None));
+                    records.push(Outgoing {
+                        topic: topic.clone(),
+                        value,
+                        key,
+                        headers: None,
+                    });
                 }
             }
         }
         for batch in &set.dead_letters {
             records.extend(dead_letter_records(batch, &self.cfg.dead_letters)?);
         }
-        let sends = records.iter().map(|(topic, value, key, headers)| {
+        let sends = records.iter().map(|o| {
+            let Outgoing {
+                topic,
+                value,
+                key,
+                headers,
+            } = o;
             let mut r = FutureRecord::<[u8], [u8]>::to(topic).payload(value.as_slice());
             if let Some(k) = key {
                 r = r.key(k.as_slice());
@@ -111,10 +130,7 @@ impl TopicSink {
 }
 
 /// The DLQ records of a dead-letter batch: original key and bytes, reason headers.
-fn dead_letter_records(
-    batch: &RecordBatch,
-    topic: &str,
-) -> Result<Vec<(String, Vec<u8>, Option<Vec<u8>>, Option<OwnedHeaders>)>> {
+fn dead_letter_records(batch: &RecordBatch, topic: &str) -> Result<Vec<Outgoing>> {
     let col = |name: &str| {
         batch
             .column_by_name(name)
@@ -152,12 +168,12 @@ fn dead_letter_records(
                     key: "source.offset",
                     value: Some(&offset),
                 });
-            (
-                topic.to_owned(),
-                value.value(i).to_vec(),
-                key.is_valid(i).then(|| key.value(i).to_vec()),
-                Some(headers),
-            )
+            Outgoing {
+                topic: topic.to_owned(),
+                value: value.value(i).to_vec(),
+                key: key.is_valid(i).then(|| key.value(i).to_vec()),
+                headers: Some(headers),
+            }
         })
         .collect())
 }
