@@ -338,6 +338,10 @@ impl Pipeline {
         }
         checkpoint::forget(&mut self.window, &mut self.health, &change.lost);
         self.positions.retain(|(_, p), _| !change.lost.contains(p));
+        // Partitions read from their start hold the watermark back before their first
+        // event, also against a checkpoint restored in the same rebalance.
+        self.window
+            .expect_partitions(&change.started, Instant::now());
         checkpoint::restore(
             &mut self.window,
             &mut self.health,

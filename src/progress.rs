@@ -29,13 +29,15 @@ pub struct PartitionCheckpoint {
 pub struct Rebalance {
     /// Partitions newly owned, with their stored state (none: read from the start).
     pub restored: Vec<PartitionCheckpoint>,
+    /// Partitions newly owned without stored state: read from their start.
+    pub started: Vec<i32>,
     /// Partitions another instance owns now: their state goes.
     pub lost: Vec<i32>,
 }
 
 impl Rebalance {
     pub fn is_empty(&self) -> bool {
-        self.restored.is_empty() && self.lost.is_empty()
+        self.restored.is_empty() && self.started.is_empty() && self.lost.is_empty()
     }
 }
 

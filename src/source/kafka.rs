@@ -134,8 +134,9 @@ impl SeekContext {
             } else {
                 let c = stored.get(&(topic.clone(), *partition)).cloned();
                 let start = c.as_ref().map(|c| c.next_offset);
-                if let Some(c) = c {
-                    shared.changes.restored.push(c);
+                match c {
+                    Some(c) => shared.changes.restored.push(c),
+                    None => shared.changes.started.push(*partition),
                 }
                 shared.next.remove(partition);
                 start
@@ -170,6 +171,7 @@ impl SeekContext {
             shared.held.remove(p);
             shared.next.remove(p);
             shared.assigned.remove(p);
+            shared.changes.started.retain(|s| s != p);
             shared.changes.lost.push(*p);
             shared.dropped.push(*p);
         }

@@ -99,7 +99,12 @@ impl Watermarks {
     /// partitions, and the lagging partitions' windows, counter samples and days must
     /// not be closed or pruned before their data is in. Returns whether it was fresh.
     pub fn restore(&mut self, clocks: &[(i32, Option<i64>)], watermark: i64, now: Instant) -> bool {
-        let fresh = self.partitions.is_empty();
+        // Fresh: every partition known is one being restored. A partition read without
+        // a checkpoint (from its start) may hold data far behind the checkpoints'.
+        let fresh = self
+            .partitions
+            .keys()
+            .all(|p| clocks.iter().any(|(q, _)| q == p));
         for &(partition, max_event_us) in clocks {
             let clock = self.partitions.entry(partition).or_insert(PartitionClock {
                 max_event_us: NO_WATERMARK,
@@ -218,5 +223,24 @@ mod tests {
         w.expect(3, t0);
         w.observe(0, 5000, t0 + Duration::from_secs(31));
         assert_eq!(w.advance(t0 + Duration::from_secs(31)), 4940);
+    }
+
+    #[test]
+    fn a_partition_read_from_its_start_keeps_a_restored_watermark_back() {
+        let t0 = Instant::now();
+        // A restart: every partition comes from a checkpoint.
+        let mut w = Watermarks::new(60, Duration::from_secs(30));
+        assert!(w.restore(&[(0, Some(5000)), (1, Some(4000))], 3940, t0));
+        assert_eq!(w.current(), 3940);
+        // A member that was handed partitions 2 and 3 without checkpoints (read from
+        // their start, nothing fetched yet) and then 0 and 1 with them.
+        let mut w = Watermarks::new(60, Duration::from_secs(30));
+        w.expect(2, t0);
+        w.expect(3, t0);
+        assert!(!w.restore(&[(0, Some(5000)), (1, Some(4000))], 3940, t0));
+        assert_eq!(w.current(), NO_WATERMARK);
+        w.observe(2, 1000, t0);
+        w.observe(3, 1200, t0);
+        assert_eq!(w.advance(t0), 940, "the oldest partition decides");
     }
 }
