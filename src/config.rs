@@ -98,6 +98,10 @@ pub enum SourceConfig {
         /// Extra librdkafka settings, e.g. `"security.protocol" = "ssl"`.
         #[serde(default)]
         properties: std::collections::BTreeMap<String, String>,
+        /// RFC 3339 time: a partition with no stored checkpoint starts at its first
+        /// message at or after it (Kafka's offsets for times) instead of the beginning.
+        #[serde(default)]
+        start_at: Option<String>,
     },
 }
 

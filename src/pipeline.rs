@@ -50,6 +50,8 @@ pub struct RunReport {
     pub topic_messages: u64,
     /// Kafka timestamp to stored flush, per message (Kafka sources).
     pub latency: Option<LatencySummary>,
+    /// Times the source was paused because the sink was behind.
+    pub pauses: u64,
     /// The latest scored day of every GPU.
     pub latest: Vec<ScoredDay>,
     pub gpus: Vec<GpuInfo>,
@@ -287,7 +289,17 @@ impl Pipeline {
             set.arrivals_ms = source.take_arrivals();
             in_flight.sent();
             let waiting = Instant::now();
-            if tx.send(set).await.is_err() {
+            // The sink is behind when its one waiting slot is taken: stop fetching.
+            let paused = tx.capacity() == 0;
+            if paused {
+                source.pause();
+                self.report.pauses += 1;
+            }
+            let sent = tx.send(set).await;
+            if paused {
+                source.resume();
+            }
+            if sent.is_err() {
                 return Ok(());
             }
             // Backpressure (a slow or unavailable database) is not partition idleness.

@@ -115,6 +115,7 @@ async fn fixture_through_kafka_equals_the_file_run() {
         bounded: true,
         end_linger: Duration::from_secs(2),
         properties: Default::default(),
+        start_at: None,
     };
     let outputs = TopicsSection {
         brokers: brokers(),
@@ -208,6 +209,7 @@ async fn fixture_through_kafka_equals_the_file_run() {
         bounded: true,
         end_linger: Duration::from_secs(2),
         properties: Default::default(),
+        start_at: None,
     };
     let again = run_into(&url, cfg).await;
     assert_eq!(again.messages, 0, "a restart re-read stored input");
@@ -426,6 +428,11 @@ async fn sigkill_at_random_moments_leaves_the_uninterrupted_tables() {
         })
         .count();
     assert!(restored >= 3, "only {restored} runs restored a checkpoint");
+    let final_log = std::fs::read_to_string(logs.join("final.log")).unwrap();
+    assert!(
+        final_log.contains("backfill progress"),
+        "a bounded run logs its progress"
+    );
     assert_same_tables(&c, r).await;
 }
 

@@ -137,6 +137,7 @@ async fn outage(kafka: Option<(String, String)>) {
             bounded: true,
             end_linger: Duration::from_secs(2),
             properties: Default::default(),
+            start_at: None,
         };
     }
     let run = tokio::spawn({
@@ -167,6 +168,7 @@ async fn outage(kafka: Option<(String, String)>) {
     );
     cluster.cmd("resume");
     let report = run.await.expect("the run panicked");
+    assert!(report.pauses > 0, "the source was never paused");
 
     assert!(report.books_balance());
     assert_eq!(report.messages, reference.messages);

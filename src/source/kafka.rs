@@ -11,8 +11,12 @@
 //! checkpoint, and no write of this instance lands after that owner has started. A
 //! partition kept across an eager rebalance goes on from where this instance was.
 //!
-//! A bounded run (a backfill) takes the end offsets at start and stops once every
-//! assigned partition has reached them and no message has come for `end_linger`:
+//! Backpressure: while the sink is behind (its one waiting flush is taken) every
+//! assigned partition is paused, so librdkafka stops fetching, and resumed after.
+//!
+//! A bounded run (a backfill) logs its progress every 5 s, takes the end offsets at
+//! start and stops once every assigned partition has reached them and no message has
+//! come for `end_linger`:
 //! a broker's high watermark can lag behind what it holds (Tansu after multi-record
 //! batches), so it is not trusted alone.
 
@@ -50,6 +54,8 @@ pub struct KafkaOptions {
     pub end_linger: Duration,
     pub properties: Vec<(String, String)>,
     pub store: Option<OffsetStore>,
+    /// Partitions without a checkpoint start at this time (ms since the epoch).
+    pub start_at_ms: Option<i64>,
 }
 
 /// What the rebalance callback and the fetch loop share.
@@ -75,6 +81,7 @@ struct Shared {
 /// and lets partitions go only once what was handed out for them is stored.
 struct SeekContext {
     store: Option<OffsetStore>,
+    start_at_ms: Option<i64>,
     shared: Arc<Mutex<Shared>>,
     in_flight: Arc<InFlight>,
 }
@@ -126,6 +133,17 @@ impl SeekContext {
             (Some(store), false) => load_checkpoints_retrying(store, &gained),
             _ => HashMap::new(),
         };
+        let by_time = match self.start_at_ms {
+            Some(ms) => {
+                let fresh: Vec<(String, i32)> = gained
+                    .iter()
+                    .filter(|k| !stored.contains_key(*k))
+                    .cloned()
+                    .collect();
+                offsets_for_time(consumer, &fresh, ms)
+            }
+            None => HashMap::new(),
+        };
         for (topic, partition) in &parts {
             let start = if shared.revoking.remove(partition) || shared.held.contains(partition) {
                 // Kept across an eager rebalance: the engine has its state; go on.
@@ -133,7 +151,10 @@ impl SeekContext {
                 next.or_else(|| shared.assigned.get(partition).copied())
             } else {
                 let c = stored.get(&(topic.clone(), *partition)).cloned();
-                let start = c.as_ref().map(|c| c.next_offset);
+                let start = c
+                    .as_ref()
+                    .map(|c| c.next_offset)
+                    .or_else(|| by_time.get(partition).copied());
                 match c {
                     Some(c) => shared.changes.restored.push(c),
                     None => shared.changes.started.push(*partition),
@@ -312,7 +333,13 @@ pub struct KafkaSource {
     last_message: Instant,
     /// Kafka timestamps of the last batch's messages (ms since the epoch).
     arrivals_ms: Vec<i64>,
+    /// Bounded runs: when progress was last logged.
+    last_progress: Instant,
+    started: Instant,
 }
+
+/// How often a bounded run logs its progress.
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
 /// How long a batch may keep filling after its first message.
 const BATCH_LINGER: Duration = Duration::from_millis(100);
@@ -340,6 +367,7 @@ impl KafkaSource {
         let consumer: StreamConsumer<SeekContext> = cfg
             .create_with_context(SeekContext {
                 store: opts.store.clone(),
+                start_at_ms: opts.start_at_ms,
                 shared: shared.clone(),
                 in_flight: in_flight.clone(),
             })
@@ -360,6 +388,8 @@ impl KafkaSource {
             ends,
             last_message: Instant::now(),
             arrivals_ms: Vec::new(),
+            last_progress: Instant::now(),
+            started: Instant::now(),
         })
     }
 
@@ -473,13 +503,81 @@ impl KafkaSource {
                 Err(_) if !out.is_empty() => break,
                 Err(_) => {
                     if self.reached_end() {
+                        self.log_progress();
                         return Ok(None);
                     }
                 }
             }
         }
         self.last_message = Instant::now();
+        if self.last_progress.elapsed() >= PROGRESS_EVERY {
+            self.log_progress();
+        }
         Ok(Some(out))
+    }
+
+    /// Bounded runs: how far the assigned partitions are towards their end offsets,
+    /// the rate, and the time left at that rate (a progress line for logs).
+    fn log_progress(&mut self) {
+        self.last_progress = Instant::now();
+        let Some(ends) = &self.ends else {
+            return;
+        };
+        let shared = self.shared();
+        let (mut done, mut total) = (0i64, 0i64);
+        for p in &shared.held {
+            let start = shared.assigned.get(p).copied().unwrap_or(0);
+            let end = ends.get(p).copied().unwrap_or(0).max(start);
+            let at = shared
+                .next
+                .get(p)
+                .copied()
+                .unwrap_or(start)
+                .clamp(start, end);
+            done += at - start;
+            total += end - start;
+        }
+        drop(shared);
+        let secs = self.started.elapsed().as_secs_f64().max(1e-3);
+        let rate = done as f64 / secs;
+        let left_s = if rate > 0.0 {
+            ((total - done) as f64 / rate).round() as u64
+        } else {
+            0
+        };
+        info!(
+            done,
+            total,
+            percent = format!("{:.1}", 100.0 * done as f64 / total.max(1) as f64),
+            msg_per_s = rate.round() as u64,
+            left_s,
+            "backfill progress"
+        );
+    }
+
+    /// Stops fetching every assigned partition (the sink is behind); `resume` undoes it.
+    pub fn pause(&self) {
+        match self.consumer.assignment() {
+            Ok(tpl) if tpl.count() > 0 => {
+                if let Err(e) = self.consumer.pause(&tpl) {
+                    warn!(error = %e, "pausing the partitions failed");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => warn!(error = %e, "reading the assignment to pause failed"),
+        }
+    }
+
+    pub fn resume(&self) {
+        match self.consumer.assignment() {
+            Ok(tpl) if tpl.count() > 0 => {
+                if let Err(e) = self.consumer.resume(&tpl) {
+                    warn!(error = %e, "resuming the partitions failed");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => warn!(error = %e, "reading the assignment to resume failed"),
+        }
     }
 
     /// Bounded runs: every assigned partition is at its end offset and the topic has
@@ -535,6 +633,48 @@ impl KafkaSource {
             warn!(error = %e, "committing offsets to Kafka failed (lag monitoring only)");
         }
     }
+}
+
+/// The first offset at or after `ms` of each partition (the end when none is), by
+/// Kafka's offsets for times; partitions it cannot resolve start at the beginning.
+fn offsets_for_time(
+    consumer: &BaseConsumer<SeekContext>,
+    parts: &[(String, i32)],
+    ms: i64,
+) -> HashMap<i32, i64> {
+    let mut tpl = TopicPartitionList::new();
+    for (topic, partition) in parts {
+        if let Err(e) = tpl.add_partition_offset(topic, *partition, Offset::Offset(ms)) {
+            warn!(error = %e, "cannot ask for an offset by time");
+        }
+    }
+    if tpl.count() == 0 {
+        return HashMap::new();
+    }
+    let resolved = match consumer.offsets_for_times(tpl, Duration::from_secs(10)) {
+        Ok(r) => r,
+        Err(e) => {
+            warn!(error = %e, "offsets for times failed; those partitions start at the beginning");
+            return HashMap::new();
+        }
+    };
+    let mut out = HashMap::new();
+    for e in resolved.elements() {
+        let offset = match e.offset() {
+            Offset::Offset(o) => Some(o),
+            // Nothing at or after the time: start at the end.
+            Offset::End => consumer
+                .fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(10))
+                .ok()
+                .map(|(_, high)| high),
+            _ => None,
+        };
+        if let Some(o) = offset {
+            out.insert(e.partition(), o);
+        }
+    }
+    info!(at_ms = ms, partitions = ?out, "start offsets by time");
+    out
 }
 
 /// The high watermark of every partition of `topic`.

@@ -4,7 +4,7 @@
 pub mod file;
 pub mod kafka;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use crate::config::SourceConfig;
 use crate::dump::Message;
@@ -39,7 +39,18 @@ impl Source {
                 bounded,
                 end_linger,
                 properties,
+                start_at,
             } => {
+                let start_at_ms = start_at
+                    .as_deref()
+                    .map(|t| {
+                        chrono::DateTime::parse_from_rfc3339(t)
+                            .map(|d| d.timestamp_millis())
+                            .with_context(|| {
+                                format!("source.start_at: expected an RFC 3339 time, got {t:?}")
+                            })
+                    })
+                    .transpose()?;
                 let group = group
                     .clone()
                     .or_else(|| store.as_ref().map(|s| s.group.clone()))
@@ -50,6 +61,7 @@ impl Source {
                     group,
                     bounded: *bounded,
                     end_linger: *end_linger,
+                    start_at_ms,
                     properties: properties
                         .iter()
                         .map(|(k, v)| (k.clone(), v.clone()))
@@ -98,6 +110,19 @@ impl Source {
         match self {
             Source::File(_) => Rebalance::default(),
             Source::Kafka(k) => k.take_rebalance(),
+        }
+    }
+
+    /// Stops fetching while the sink is behind (Kafka: pauses every assigned partition).
+    pub fn pause(&self) {
+        if let Source::Kafka(k) = self {
+            k.pause();
+        }
+    }
+
+    pub fn resume(&self) {
+        if let Source::Kafka(k) = self {
+            k.resume();
         }
     }
 
