@@ -93,7 +93,9 @@ async fn database_outage_pauses_kafka_input_and_loses_nothing() {
         topic: topic.clone(),
         partitions: 4,
         rate: None,
-        batch_records: None,
+        // A paused partition is fetched again from inside a batch, which Tansu 0.6
+        // cannot do (it returns the next batch); one record per batch avoids it.
+        batch_records: Some(1),
     })
     .await
     .unwrap();

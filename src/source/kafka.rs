@@ -471,7 +471,8 @@ impl KafkaSource {
                             partition,
                             from,
                             first = offset,
-                            "the broker skipped records after a seek; they are not processed"
+                            "the broker skipped records after a seek or a pause; they are \
+                             not processed"
                         );
                     }
                     first.get_or_insert_with(Instant::now);
@@ -569,6 +570,15 @@ impl KafkaSource {
     }
 
     pub fn resume(&self) {
+        // librdkafka drops what it had fetched for a paused partition and fetches again
+        // from the position handed out: watch that the broker does not skip records.
+        {
+            let mut shared = self.shared();
+            let next: Vec<(i32, i64)> = shared.next.iter().map(|(p, o)| (*p, *o)).collect();
+            for (p, o) in next {
+                shared.resuming.entry(p).or_insert(o);
+            }
+        }
         match self.consumer.assignment() {
             Ok(tpl) if tpl.count() > 0 => {
                 if let Err(e) = self.consumer.resume(&tpl) {
