@@ -5,7 +5,8 @@
 //! - the processor SIGKILLed at random moments and restarted each time gives them too;
 //! - two processors in one consumer group split the partitions, one is stopped
 //!   (SIGTERM: it stores its state and leaves the group), the other takes its
-//!   partitions over from its checkpoints and finishes: the same tables again.
+//!   partitions over from its checkpoints and finishes: the same tables again;
+//! - a bounded run with a start time reads exactly what was produced after it.
 
 mod common;
 
@@ -492,4 +493,81 @@ async fn two_processors_split_the_partitions_and_one_takes_over_from_the_other()
         log_b.display()
     );
     assert_same_tables(&c, r).await;
+}
+
+/// `source.start_at`: a bounded run from a time reads what was produced from then on
+/// (offsets for times), and nothing before it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_start_time_reads_only_what_came_after_it() {
+    use std::io::{BufRead, Write};
+    let topic = format!("gpu-metrics-start-at-{}", std::process::id());
+    let dir = std::env::temp_dir().join(&topic);
+    std::fs::create_dir_all(&dir).unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    // The fixture's first 3,000 messages in two dumps: 1,200 before the time, 1,800 after.
+    let lines: Vec<String> = gpu_health::dump::open_dump(&root.join(common::FIXTURE))
+        .unwrap()
+        .lines()
+        .take(3000)
+        .map(Result::unwrap)
+        .collect();
+    let (before, after) = lines.split_at(1200);
+    let mut produce = Vec::new();
+    for (name, part) in [("before.jsonl", before), ("after.jsonl", after)] {
+        let path = dir.join(name);
+        let mut f = std::fs::File::create(&path).unwrap();
+        for l in part {
+            writeln!(f, "{l}").unwrap();
+        }
+        produce.push(path);
+    }
+    let send = |dump: &Path| ReplayOptions {
+        dump: dump.display().to_string(),
+        brokers: brokers(),
+        topic: topic.clone(),
+        partitions: 4,
+        rate: None,
+        batch_records: None,
+    };
+    replay(&send(&produce[0])).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let at = chrono::Utc::now();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    replay(&send(&produce[1])).await.unwrap();
+
+    let (url, c) = fresh_db("t_kafka_start_at").await;
+    let mut cfg = fixture_pipeline(&topic);
+    cfg.source = SourceConfig::Kafka {
+        brokers: brokers(),
+        topic: topic.clone(),
+        group: None,
+        bounded: true,
+        end_linger: Duration::from_secs(2),
+        properties: Default::default(),
+        start_at: Some(at.to_rfc3339()),
+    };
+    let report = run_into(&url, cfg).await;
+    assert!(report.books_balance());
+    assert_eq!(
+        report.messages,
+        after.len() as u64,
+        "messages read from {at}"
+    );
+    // Every partition was read from its first message after the time to its end.
+    let mut per_partition: HashMap<i32, i64> = HashMap::new();
+    for l in &lines {
+        let r: gpu_health::dump::DumpRecord = serde_json::from_str(l).unwrap();
+        *per_partition.entry(r.partition).or_default() += 1;
+    }
+    for (p, total) in per_partition {
+        let stored = scalar_i64(
+            &c,
+            &format!(
+                "SELECT next_offset FROM gpu_health.consumed_offsets \
+                 WHERE topic = '{topic}' AND partition = {p}"
+            ),
+        )
+        .await;
+        assert_eq!(stored, total, "partition {p}: next offset stored");
+    }
 }
