@@ -32,6 +32,19 @@ fn brokers() -> String {
     )
 }
 
+/// A bounded Kafka source on `topic` (end linger 2 s), from `start_at` if given.
+fn bounded_source(topic: &str, start_at: Option<String>) -> SourceConfig {
+    SourceConfig::Kafka {
+        brokers: brokers(),
+        topic: topic.to_owned(),
+        group: None,
+        bounded: true,
+        end_linger: Duration::from_secs(2),
+        properties: Default::default(),
+        start_at,
+    }
+}
+
 const OFFSETS: &str = "SELECT md5(string_agg(topic || '/' || partition || '=' || next_offset, ',' ORDER BY topic, partition))
                          FROM gpu_health.consumed_offsets";
 
@@ -109,15 +122,7 @@ async fn fixture_through_kafka_equals_the_file_run() {
     let topic = r.topic.clone();
     let (url, c) = fresh_db("t_kafka").await;
     let mut cfg = fixture_pipeline(&topic);
-    cfg.source = SourceConfig::Kafka {
-        brokers: brokers(),
-        topic: topic.clone(),
-        group: None,
-        bounded: true,
-        end_linger: Duration::from_secs(2),
-        properties: Default::default(),
-        start_at: None,
-    };
+    cfg.source = bounded_source(&topic, None);
     let outputs = TopicsSection {
         brokers: brokers(),
         rollup_1m: format!("{topic}-1min"),
@@ -537,15 +542,7 @@ async fn a_start_time_reads_only_what_came_after_it() {
 
     let (url, c) = fresh_db("t_kafka_start_at").await;
     let mut cfg = fixture_pipeline(&topic);
-    cfg.source = SourceConfig::Kafka {
-        brokers: brokers(),
-        topic: topic.clone(),
-        group: None,
-        bounded: true,
-        end_linger: Duration::from_secs(2),
-        properties: Default::default(),
-        start_at: Some(at.to_rfc3339()),
-    };
+    cfg.source = bounded_source(&topic, Some(at.to_rfc3339()));
     let report = run_into(&url, cfg).await;
     assert!(report.books_balance());
     assert_eq!(

@@ -29,6 +29,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol, StreamConsumer,
 };
+use rdkafka::error::KafkaResult;
 use rdkafka::message::Message as _;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
@@ -558,15 +559,7 @@ impl KafkaSource {
 
     /// Stops fetching every assigned partition (the sink is behind); `resume` undoes it.
     pub fn pause(&self) {
-        match self.consumer.assignment() {
-            Ok(tpl) if tpl.count() > 0 => {
-                if let Err(e) = self.consumer.pause(&tpl) {
-                    warn!(error = %e, "pausing the partitions failed");
-                }
-            }
-            Ok(_) => {}
-            Err(e) => warn!(error = %e, "reading the assignment to pause failed"),
-        }
+        self.on_assignment("pausing", |c, tpl| c.pause(tpl));
     }
 
     pub fn resume(&self) {
@@ -579,14 +572,23 @@ impl KafkaSource {
                 shared.resuming.entry(p).or_insert(o);
             }
         }
+        self.on_assignment("resuming", |c, tpl| c.resume(tpl));
+    }
+
+    /// Applies `action` to every assigned partition; a failure is logged, not fatal.
+    fn on_assignment(
+        &self,
+        what: &str,
+        action: impl Fn(&StreamConsumer<SeekContext>, &TopicPartitionList) -> KafkaResult<()>,
+    ) {
         match self.consumer.assignment() {
             Ok(tpl) if tpl.count() > 0 => {
-                if let Err(e) = self.consumer.resume(&tpl) {
-                    warn!(error = %e, "resuming the partitions failed");
+                if let Err(e) = action(&self.consumer, &tpl) {
+                    warn!(error = %e, "{what} the partitions failed");
                 }
             }
             Ok(_) => {}
-            Err(e) => warn!(error = %e, "reading the assignment to resume failed"),
+            Err(e) => warn!(error = %e, "reading the assignment for {what} failed"),
         }
     }
 
