@@ -31,6 +31,22 @@ pub struct PipelineConfig {
     /// Kafka output topics beside the sink (DESIGN 2.3): rollups and dead letters.
     #[serde(default)]
     pub topics: Option<TopicsSection>,
+    /// The Prometheus scrape endpoint; none without this section.
+    #[serde(default)]
+    pub metrics: Option<MetricsSection>,
+}
+
+/// The Prometheus scrape endpoint (`/metrics`, and `/healthz` for probes).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSection {
+    /// `address:port`; loopback by default, so nothing is exposed unless asked.
+    #[serde(default = "default_metrics_listen")]
+    pub listen: String,
+}
+
+fn default_metrics_listen() -> String {
+    "127.0.0.1:9464".into()
 }
 
 /// Output topics: every emitted rollup as a flat JSON row keyed by GPU UUID, and every

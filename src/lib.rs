@@ -12,6 +12,7 @@ pub mod dump;
 pub mod event;
 pub mod generate;
 pub mod health;
+pub mod metrics;
 pub mod pipeline;
 pub mod progress;
 pub mod replay;
@@ -24,6 +25,9 @@ use anyhow::Result;
 
 /// Runs a pipeline config to the end of its (bounded) input.
 pub async fn run_pipeline(cfg: config::PipelineConfig) -> Result<pipeline::RunReport> {
+    if let Some(m) = &cfg.metrics {
+        metrics::serve(&m.listen).await?;
+    }
     // The sink first: it applies the schema that holds the offsets the source starts at.
     let sink = sink::Sink::from_config(&cfg.sink, &cfg.name).await?;
     let store = match &cfg.sink {

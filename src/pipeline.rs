@@ -20,6 +20,7 @@ use crate::event::decoder::{decode_batch, too_late_letter};
 use crate::health::predict::predictions_to_batch;
 use crate::health::scores::scores_to_batch;
 use crate::health::{HealthTracker, ScoredDay};
+use crate::metrics::metrics;
 use crate::progress::{InFlight, Rebalance};
 use crate::sink::{FlushSet, Sink, SourcePosition, TopicSink};
 use crate::source::Source;
@@ -200,20 +201,30 @@ impl Pipeline {
                 let mut latency =
                     hdrhistogram::Histogram::<u64>::new_with_bounds(1, 604_800_000, 3)
                         .context("creating the latency histogram")?;
+                let m = metrics();
                 while let Some(mut set) = rx.recv().await {
                     let offsets = set.offsets.clone();
                     let arrivals = std::mem::take(&mut set.arrivals_ms);
+                    let started = Instant::now();
                     if let Some(t) = &topics {
                         produced += t
                             .write(&set)
                             .await
                             .context("producing to the output topics")?;
                     }
-                    sink.write(set).await.context("writing to the sink")?;
-                    let now = now_ms();
-                    for a in arrivals {
-                        latency.saturating_record((now - a).max(1) as u64);
+                    let rows = sink.write(set).await.context("writing to the sink")?;
+                    m.flush_latency
+                        .record([started.elapsed().as_micros() as u64]);
+                    for (table, n) in rows {
+                        m.rows_written.with_label_values(&[table]).inc_by(n);
                     }
+                    let now = now_ms();
+                    let waited: Vec<u64> =
+                        arrivals.iter().map(|a| (now - a).max(1) as u64).collect();
+                    for &ms in &waited {
+                        latency.saturating_record(ms);
+                    }
+                    m.e2e_latency.record(waited);
                     stored.stored();
                     let _ = ack_tx.send(offsets);
                 }
@@ -294,6 +305,7 @@ impl Pipeline {
             if paused {
                 source.pause();
                 self.report.pauses += 1;
+                metrics().source_pauses.inc();
             }
             let sent = tx.send(set).await;
             if paused {
@@ -381,13 +393,20 @@ impl Pipeline {
         let limits = self.cfg.validation.decode_limits();
         let decoded = decode_batch(msgs, &limits, self.cfg.engine.decode_threads())?;
         self.report.messages += msgs.len() as u64;
+        let m = metrics();
+        m.batch_messages.record([msgs.len() as u64]);
+        let mut by_topic: BTreeMap<&str, u64> = BTreeMap::new();
+        for msg in msgs {
+            *by_topic.entry(msg.topic.as_str()).or_default() += 1;
+        }
+        for (topic, n) in by_topic {
+            m.events_in.with_label_values(&[topic]).inc_by(n);
+        }
         for (i, n) in decoded.soft.iter().enumerate() {
             if *n > 0 {
-                *self
-                    .report
-                    .soft_errors
-                    .entry(SoftReason::ALL[i].as_str())
-                    .or_default() += n;
+                let reason = SoftReason::ALL[i].as_str();
+                *self.report.soft_errors.entry(reason).or_default() += n;
+                m.invalid_values.with_label_values(&[reason]).inc_by(*n);
             }
         }
         let mut dead = decoded.dead;
@@ -407,10 +426,12 @@ impl Pipeline {
                 RowStatus::Accepted => keep.push(true),
                 RowStatus::Duplicate => {
                     self.report.duplicates += 1;
+                    m.duplicates.inc();
                     keep.push(false);
                 }
                 RowStatus::TooLate { watermark } => {
                     self.report.too_late += 1;
+                    m.late_events.with_label_values(&["too_late"]).inc();
                     let msg = &msgs[decoded.row_message[row]];
                     dead.push(too_late_letter(
                         msg,
@@ -445,8 +466,26 @@ impl Pipeline {
                 .or_insert(p.next_offset);
             *at = (*at).max(p.next_offset);
         }
-        let state = self.window.state_size().approx_bytes + self.health.state_bytes();
+        let size = self.window.state_size();
+        let state = size.approx_bytes + self.health.state_bytes();
         self.report.peak_state_bytes = self.report.peak_state_bytes.max(state);
+        m.state_bytes.set(state as i64);
+        m.gpus.set(size.gpus as i64);
+        m.open_windows
+            .with_label_values(&["1m"])
+            .set(size.open_1m as i64);
+        m.open_windows
+            .with_label_values(&["15m"])
+            .set(size.open_15m as i64);
+        if let Some(behind) = self.window.watermark_delay_us() {
+            m.watermark_behind_newest.set(behind as f64 / 1e6);
+        }
+        // Before the first event and once every partition is done, the watermark is
+        // a sentinel, not a time.
+        let (watermark, now_us) = (self.window.watermark(), now_ms() * 1000);
+        if watermark > 0 && watermark <= now_us {
+            m.watermark_delay.set((now_us - watermark) as f64 / 1e6);
+        }
         Ok(set)
     }
 
@@ -486,12 +525,17 @@ impl Pipeline {
             );
         }
         self.report.late_events += emission.behind_watermark;
+        let m = metrics();
+        m.late_events
+            .with_label_values(&["merged"])
+            .inc_by(emission.behind_watermark);
         for d in &dead {
             *self
                 .report
                 .dead_letters
                 .entry(d.reason.as_str())
                 .or_default() += 1;
+            m.dead_letters.with_label_values(&[d.reason.as_str()]).inc();
         }
         self.report.rollup_1m_rows += emission
             .finals_1m

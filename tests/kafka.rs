@@ -568,3 +568,125 @@ async fn a_start_time_reads_only_what_came_after_it() {
         assert_eq!(stored, total, "partition {p}: next offset stored");
     }
 }
+
+/// The Prometheus endpoint over HTTP: name{labels} -> value of every sample line.
+fn scrape(addr: &str) -> HashMap<String, f64> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connecting to /metrics");
+    write!(
+        stream,
+        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP response");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    body.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| {
+            let (name, value) = l.rsplit_once(' ')?;
+            Some((name.to_owned(), value.parse().ok()?))
+        })
+        .collect()
+}
+
+fn sample(m: &HashMap<String, f64>, key: &str) -> f64 {
+    *m.get(key)
+        .unwrap_or_else(|| panic!("no {key} in the scrape: {:?}", m.keys().collect::<Vec<_>>()))
+}
+
+/// The scrape endpoint of a running processor: the counters move between two scrapes,
+/// the gauges describe the run (16 GPUs, a watermark about a month behind the wall
+/// clock, lag per partition), the summaries carry quantiles, and the rows counted as
+/// written are never more than the database holds.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_scrape_during_a_run_sees_the_figures_move() {
+    let r = reference().await;
+    let (url, mut c) = fresh_db("t_kafka_metrics").await;
+    apply_schema(&mut c).await.unwrap();
+    let group = format!("metrics-{}", std::process::id());
+    let config = processor_config(r, &group, "2s");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "\"heartbeat.interval.ms\" = \"1000\"",
+        "\"heartbeat.interval.ms\" = \"1000\"\n\"statistics.interval.ms\" = \"300\"",
+    ) + &format!("[metrics]\nlisten = \"{addr}\"\n");
+    std::fs::write(&config, text).unwrap();
+    let log = std::env::temp_dir().join(format!("{group}.log"));
+    let mut child = spawn_processor(&config, &url, &log);
+    wait_for_line(&log, "partitions assigned", Duration::from_secs(60));
+    std::thread::sleep(Duration::from_millis(1500));
+    let first = scrape(&addr);
+    std::thread::sleep(Duration::from_millis(1500));
+    let second = scrape(&addr);
+    let stored = scalar_i64(&c, "SELECT count(*) FROM gpu_metrics").await as f64;
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the run ended before the second scrape; see {}",
+        log.display()
+    );
+
+    let events = format!("gpu_health_events_in_total{{topic=\"{}\"}}", r.topic);
+    let raw = "gpu_health_rows_written_total{table=\"gpu_metrics\"}";
+    for key in [
+        events.as_str(),
+        raw,
+        "gpu_health_e2e_latency_seconds_count",
+        "gpu_health_flush_latency_seconds_count",
+        "gpu_health_batch_messages_count",
+    ] {
+        assert!(
+            sample(&second, key) > sample(&first, key),
+            "{key} did not move: {} then {}",
+            sample(&first, key),
+            sample(&second, key)
+        );
+    }
+    // Counted after the commit, so never ahead of the table.
+    assert!(
+        sample(&second, raw) <= stored,
+        "{} > {stored}",
+        sample(&second, raw)
+    );
+    assert!(sample(&second, raw) <= sample(&second, &events));
+    assert_eq!(sample(&second, "gpu_health_gpus"), 16.0);
+    assert!(sample(&second, "gpu_health_open_windows{width=\"1m\"}") > 0.0);
+    assert!(sample(&second, "gpu_health_state_bytes") > 0.0);
+    // The fixture's samples are from 2026-11-01..03: the watermark is days behind.
+    assert!(sample(&second, "gpu_health_watermark_delay_seconds") > 86_400.0);
+    let behind = sample(&second, "gpu_health_watermark_behind_newest_seconds");
+    assert!(
+        (60.0..86_400.0).contains(&behind),
+        "watermark {behind} s behind the newest event"
+    );
+    for q in ["0.5", "0.99"] {
+        let e2e = sample(
+            &second,
+            &format!("gpu_health_e2e_latency_seconds{{quantile=\"{q}\"}}"),
+        );
+        assert!(e2e > 0.0 && e2e < 3600.0, "e2e q{q} = {e2e}");
+        let batch = sample(
+            &second,
+            &format!("gpu_health_batch_messages{{quantile=\"{q}\"}}"),
+        );
+        assert!((1.0..=8192.0).contains(&batch), "batch q{q} = {batch}");
+    }
+    for p in 0..4 {
+        let key = format!(
+            "gpu_health_consumer_lag{{partition=\"{p}\",topic=\"{}\"}}",
+            r.topic
+        );
+        assert!(sample(&second, &key) >= 0.0);
+    }
+    assert!(sample(&second, "process_resident_memory_bytes") > 0.0);
+
+    let status = wait_exit(&mut child, Duration::from_secs(180));
+    assert!(status.success(), "see {}", log.display());
+    assert_same_tables(&c, r).await;
+}

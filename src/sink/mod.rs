@@ -36,6 +36,28 @@ pub struct FlushSet {
     pub arrivals_ms: Vec<i64>,
 }
 
+impl FlushSet {
+    /// Rows per table (`parquet::TABLES` order) a sink stores of this flush: upsert
+    /// sinks every rollup emission, append-only sinks the final ones.
+    pub fn table_rows(&self, upserts: bool) -> [(&'static str, u64); 6] {
+        let count = |b: &[RecordBatch]| b.iter().map(|b| b.num_rows() as u64).sum::<u64>();
+        let (r1, r15) = if upserts {
+            (&self.updates_1m, &self.updates_15m)
+        } else {
+            (&self.finals_1m, &self.finals_15m)
+        };
+        let groups = [
+            &self.raw,
+            r1,
+            r15,
+            &self.scores,
+            &self.predictions,
+            &self.dead_letters,
+        ];
+        std::array::from_fn(|i| (parquet::TABLES[i], count(groups[i])))
+    }
+}
+
 /// The configured sink.
 pub enum Sink {
     Parquet(ParquetSink),
@@ -76,10 +98,18 @@ impl Sink {
         }
     }
 
-    pub async fn write(&mut self, set: FlushSet) -> Result<()> {
+    /// Stores one flush; returns the rows it stored per table.
+    pub async fn write(&mut self, set: FlushSet) -> Result<[(&'static str, u64); 6]> {
         match self {
-            Sink::Parquet(p) => p.write(set),
-            Sink::Timescale(t) => t.write(&set).await,
+            Sink::Parquet(p) => {
+                let rows = set.table_rows(false);
+                p.write(set)?;
+                Ok(rows)
+            }
+            Sink::Timescale(t) => {
+                t.write(&set).await?;
+                Ok(set.table_rows(true))
+            }
         }
     }
 

@@ -193,6 +193,7 @@ impl TimescaleSink {
     /// Waits out one backoff step after a lost connection, then tries a new one; the
     /// caller retries its work either way.
     async fn reconnect(&mut self, cause: &anyhow::Error, backoff: &mut Duration) {
+        crate::metrics::metrics().sink_retries.inc();
         warn!(error = %format!("{cause:#}"), backoff_ms = backoff.as_millis() as u64,
               "database unavailable; input paused, retrying");
         tokio::time::sleep(*backoff).await;
