@@ -36,3 +36,17 @@ echo "Tansu running: $KAFKA_BROKERS" >&2
 
 cargo build --release --locked
 cargo test --release --locked -- --test-threads 2
+
+# What an operator sees: the deployment files validate, the report of the demo run
+# prints, and the HTML report renders in headless Chromium (Debian's chromium,
+# installed when missing); the screenshot is kept as out/report.png.
+scripts/compose_check.sh
+bin="$CARGO_TARGET_DIR/release/gpu-health"
+demo_dir=$(mktemp -d /tmp/gpu-health-demo.XXXXXX)
+GPU_HEALTH_SINK__PATH="$demo_dir" "$bin" run >"$demo_dir/summary.txt"
+"$bin" report --parquet "$demo_dir" fleet | tee "$demo_dir/fleet.txt"
+grep -q "excellent" "$demo_dir/fleet.txt" || { echo "report fleet printed no grades" >&2; exit 1; }
+"$bin" report --parquet "$demo_dir" html --out "$demo_dir/report.html"
+mkdir -p out
+scripts/render_check.sh "$demo_dir/report.html" out/report.png 4
+rm -rf "$demo_dir"

@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod progress;
 pub mod replay;
+pub mod report;
 pub mod sink;
 pub mod source;
 pub mod summary;

@@ -83,6 +83,21 @@ enum Command {
         #[command(subcommand)]
         action: SchemaAction,
     },
+    /// Report on stored results: from the Parquet store of `gpu-health run` (default
+    /// out/demo), or from TimescaleDB with --database.
+    Report {
+        #[command(subcommand)]
+        kind: ReportKind,
+        /// Read TimescaleDB (URL from GPU_HEALTH_DATABASE_URL, DATABASE_URL or
+        /// GPU_HEALTH_DATABASE_URL_FILE) instead of a Parquet store.
+        #[arg(long, global = true, conflicts_with = "parquet")]
+        database: bool,
+        /// The Parquet store to read.
+        #[arg(long, global = true, default_value = "out/demo")]
+        parquet: PathBuf,
+        #[arg(long, global = true, value_enum, default_value = "table")]
+        format: gpu_health::report::Format,
+    },
     /// Measure decode, windows + scores, and end-to-end throughput on a generated fleet
     /// (`bench db` measures the TimescaleDB bars).
     #[command(args_conflicts_with_subcommands = true)]
@@ -94,6 +109,68 @@ enum Command {
         /// Hours of fleet telemetry to generate (10 s samples).
         #[arg(long, default_value_t = 3.0)]
         hours: f64,
+    },
+}
+
+#[derive(Subcommand)]
+enum ReportKind {
+    /// The newest raw samples of one GPU (--gpu), or the newest sample of every GPU.
+    Latest {
+        #[arg(long)]
+        gpu: Option<String>,
+        /// Samples of the GPU to show (with --gpu).
+        #[arg(long, default_value_t = 10)]
+        limit: u32,
+    },
+    /// Temperature per 15 minutes: of one GPU (--gpu) or across the fleet.
+    Temperature {
+        #[arg(long)]
+        gpu: Option<String>,
+        #[arg(long, default_value_t = 24)]
+        hours: u32,
+    },
+    /// GPUs per grade on the newest scored day.
+    Fleet,
+    /// Minutes whose peak reached --threshold °C or rose --rise °C over the previous minute.
+    Spikes {
+        #[arg(long, default_value_t = 85.0)]
+        threshold: f64,
+        #[arg(long, default_value_t = 10.0)]
+        rise: f64,
+        #[arg(long, default_value_t = 24)]
+        hours: u32,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// ECC counter increases per GPU, with rates per hour.
+    Ecc {
+        #[arg(long, default_value_t = 24)]
+        hours: u32,
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
+    /// Power, utilisation and utilisation per 100 W per GPU, least efficient first.
+    Power {
+        #[arg(long, default_value_t = 24)]
+        hours: u32,
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
+    /// The GPUs whose score falls fastest, with their failure probability.
+    Degrading {
+        #[arg(long, default_value_t = 10)]
+        limit: u32,
+    },
+    /// One self-contained HTML page with plots and tables.
+    Html {
+        #[arg(long)]
+        out: PathBuf,
+        /// Days of history in the trend plots.
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+        /// How many of the worst GPUs get a score history.
+        #[arg(long, default_value_t = 5)]
+        worst: u32,
     },
 }
 
@@ -192,6 +269,12 @@ fn main() -> Result<()> {
             Ok(())
         }
         Command::Schema { action } => runtime.block_on(schema(action)),
+        Command::Report {
+            kind,
+            database,
+            parquet,
+            format,
+        } => runtime.block_on(report(kind, database, parquet, format)),
         Command::Replay {
             dump,
             topic,
@@ -273,6 +356,53 @@ async fn schema(action: SchemaAction) -> Result<()> {
         }
         SchemaAction::Status => print!("{}", gpu_health::db::status::status(&client).await?),
     }
+    Ok(())
+}
+
+async fn report(
+    kind: ReportKind,
+    database: bool,
+    parquet: PathBuf,
+    format: gpu_health::report::Format,
+) -> Result<()> {
+    use gpu_health::report::{Query, Store, html};
+    let store = if database {
+        Store::timescale(&gpu_health::db::database_url_from_env()?).await?
+    } else {
+        Store::parquet(&parquet).await?
+    };
+    let query = match kind {
+        ReportKind::Html { out, days, worst } => {
+            let page = html::render(&store, &html::HtmlOptions { days, worst }).await?;
+            std::fs::write(&out, page).with_context(|| format!("writing {}", out.display()))?;
+            println!("wrote {}", out.display());
+            return Ok(());
+        }
+        ReportKind::Latest { gpu, limit } => Query::Latest { gpu, limit },
+        ReportKind::Temperature { gpu, hours } => Query::Temperature { gpu, hours },
+        ReportKind::Fleet => Query::Fleet,
+        ReportKind::Spikes {
+            threshold,
+            rise,
+            hours,
+            limit,
+        } => {
+            if !threshold.is_finite() || !rise.is_finite() {
+                anyhow::bail!("--threshold and --rise: expected finite numbers of °C");
+            }
+            Query::Spikes {
+                threshold_c: threshold,
+                rise_c: rise,
+                hours,
+                limit,
+            }
+        }
+        ReportKind::Ecc { hours, limit } => Query::Ecc { hours, limit },
+        ReportKind::Power { hours, limit } => Query::Power { hours, limit },
+        ReportKind::Degrading { limit } => Query::Degrading { limit },
+    };
+    let table = store.run(&query).await?;
+    print!("{}", gpu_health::report::render(&table, format)?);
     Ok(())
 }
 

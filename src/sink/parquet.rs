@@ -29,6 +29,18 @@ pub const TABLES: [&str; 6] = [
     "dead_letters",
 ];
 
+/// The schema of every table, in `TABLES` order.
+pub fn table_schemas() -> [SchemaRef; 6] {
+    [
+        raw_schema(),
+        rollup_schema(),
+        rollup_schema(),
+        scores_schema(),
+        predictions_schema(),
+        dead_letter_schema(),
+    ]
+}
+
 /// One dataset: rotates files every `rows_per_file` rows.
 struct Dataset {
     dir: PathBuf,
@@ -106,17 +118,9 @@ pub struct ParquetSink {
 
 impl ParquetSink {
     pub fn create(root: &Path, rows_per_file: usize) -> Result<Self> {
-        let schemas = [
-            raw_schema(),
-            rollup_schema(),
-            rollup_schema(),
-            scores_schema(),
-            predictions_schema(),
-            dead_letter_schema(),
-        ];
         let sets = TABLES
             .iter()
-            .zip(schemas)
+            .zip(table_schemas())
             .map(|(t, s)| Dataset::create(root.join(t), s, rows_per_file))
             .collect::<Result<Vec<_>>>()?;
         Ok(ParquetSink {
