@@ -89,7 +89,8 @@ s.close()' && return 0
 
 # install_build_deps: what building gpu-health needs beyond a Rust toolchain and gcc:
 # cmake (rdkafka-sys builds its bundled librdkafka with it) and the curl headers
-# (librdkafka 2.12 includes curl/curl.h even when built without curl).
+# (librdkafka 2.12 includes curl/curl.h even when built without curl), and OpenSSL
+# (libssl-dev, found with pkg-config) for TLS to PostgreSQL and Kafka.
 install_build_deps() {
-  apt_install "${TMPDIR:-/tmp}/gpu-health-setup.log" cmake libcurl4-openssl-dev
+  apt_install "${TMPDIR:-/tmp}/gpu-health-setup.log" cmake libcurl4-openssl-dev libssl-dev pkg-config
 }

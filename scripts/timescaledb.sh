@@ -181,6 +181,15 @@ cmd_start() {
       --auth=trust --encoding=UTF8 --locale=C
     echo "include 'gpu_health.conf'" | as_pg tee -a "$dir/data/postgresql.conf" >/dev/null
   fi
+  # TLS as a real server offers it: a self-signed certificate for 127.0.0.1 (the TLS
+  # tests verify against it; plain connections still work).
+  if [ ! -f "$dir/data/server.crt" ]; then
+    command -v openssl >/dev/null 2>&1 || apt_install "$log" openssl
+    run_logged "$log" "server certificate" as_pg openssl req -x509 -newkey rsa:2048 -nodes \
+      -days 30 -subj "/CN=127.0.0.1" -addext "subjectAltName=IP:127.0.0.1" \
+      -keyout "$dir/data/server.key" -out "$dir/data/server.crt"
+    as_pg chmod 600 "$dir/data/server.key"
+  fi
 
   # Pick a port by binding; retry if another process takes it before postgres does.
   local port attempt started=
@@ -193,6 +202,7 @@ port = $port
 unix_socket_directories = '$dir'
 shared_preload_libraries = 'timescaledb'
 timescaledb.telemetry_level = off
+ssl = on
 fsync = off
 synchronous_commit = off
 full_page_writes = off

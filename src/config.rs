@@ -6,14 +6,14 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::window::WindowConfig;
 
 /// The embedded demo pipeline, used by `gpu-health run` with no arguments.
 pub const DEMO_PIPELINE: &str = include_str!("../pipelines/demo.toml");
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PipelineConfig {
     #[serde(default = "default_name")]
@@ -37,7 +37,7 @@ pub struct PipelineConfig {
 }
 
 /// The Prometheus scrape endpoint (`/metrics`, and `/healthz` for probes).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct MetricsSection {
     /// `address:port`; loopback by default, so nothing is exposed unless asked.
@@ -52,7 +52,7 @@ fn default_metrics_listen() -> String {
 /// Output topics: every emitted rollup as a flat JSON row keyed by GPU UUID, and every
 /// dead letter with its original bytes and reason headers. At least once: a flush's
 /// messages are acknowledged by the broker before the flush is stored.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TopicsSection {
     /// `host:port[,host:port...]`.
@@ -84,7 +84,7 @@ fn default_name() -> String {
     "pipeline".into()
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum SourceConfig {
     /// A topic dump (`.jsonl`, `.jsonl.gz`, `.jsonl.zst`), or `embedded:fixture` for
@@ -129,7 +129,7 @@ pub fn default_topic() -> String {
     "gpu-metrics-enriched".into()
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum SinkConfig {
     /// A directory with one Parquet dataset per table plus the dead letters.
@@ -176,7 +176,7 @@ fn default_rows_per_file() -> usize {
     1_000_000
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WindowSection {
     #[serde(with = "humantime_serde")]
@@ -207,7 +207,7 @@ impl WindowSection {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ValidationSection {
     pub max_message_bytes: usize,
@@ -235,7 +235,7 @@ impl Default for ValidationSection {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HealthSection {
     /// The collectors' sample interval: coverage is measured against it.
@@ -251,7 +251,7 @@ impl Default for HealthSection {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EngineSection {
     /// Messages per micro-batch.
@@ -304,7 +304,52 @@ impl PipelineConfig {
                 anyhow::anyhow!("{origin}: key `{key}`: {}", e.into_inner().message().trim())
             })?;
         cfg.validate(origin)?;
+        let mut cfg = cfg;
+        cfg.resolve_secrets(origin)?;
         Ok(cfg)
+    }
+
+    /// Kafka client properties may name their value's source instead of holding it:
+    /// `${env:NAME}` or `${file:/path}` (Kafka's config-provider syntax), so that a
+    /// SASL password or a key passphrase lives in the environment or a mounted secret.
+    fn resolve_secrets(&mut self, origin: &str) -> Result<()> {
+        let mut maps = Vec::new();
+        if let SourceConfig::Kafka { properties, .. } = &mut self.source {
+            maps.push(("source.properties", properties));
+        }
+        if let Some(t) = &mut self.topics {
+            maps.push(("topics.properties", &mut t.properties));
+        }
+        for (section, map) in maps {
+            for (key, value) in map.iter_mut() {
+                if let Some(resolved) = resolve_secret(value)
+                    .with_context(|| format!("{origin}: key `{section}.{key}`"))?
+                {
+                    *value = resolved;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The configuration as one JSON line with every secret masked, for the start-up
+    /// log: Kafka properties whose name says password, secret, key or token.
+    pub fn redacted(&self) -> String {
+        let mut shown = self.clone();
+        let mask = |map: &mut std::collections::BTreeMap<String, String>| {
+            for (k, v) in map.iter_mut() {
+                if is_secret_key(k) {
+                    *v = "***".into();
+                }
+            }
+        };
+        if let SourceConfig::Kafka { properties, .. } = &mut shown.source {
+            mask(properties);
+        }
+        if let Some(t) = &mut shown.topics {
+            mask(&mut t.properties);
+        }
+        serde_json::to_string(&shown).unwrap_or_else(|e| format!("(unprintable: {e})"))
     }
 
     fn validate(&self, origin: &str) -> Result<()> {
@@ -322,6 +367,38 @@ impl PipelineConfig {
             bail!("{origin}: validation.max_message_bytes: expected a positive size");
         }
         Ok(())
+    }
+}
+
+/// Whether a client property holds a secret (librdkafka: `sasl.password`,
+/// `ssl.key.password`, `ssl.key.pem`, `sasl.oauthbearer.client.secret`, ...).
+pub fn is_secret_key(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    [
+        "password",
+        "secret",
+        "key.pem",
+        "token",
+        "sasl.oauthbearer.config",
+    ]
+    .iter()
+    .any(|s| k.contains(s))
+}
+
+/// `${env:NAME}` -> the variable, `${file:/path}` -> the file's content without its
+/// trailing newline; anything else is a literal (`None`).
+fn resolve_secret(value: &str) -> Result<Option<String>> {
+    let Some(inner) = value.strip_prefix("${").and_then(|v| v.strip_suffix('}')) else {
+        return Ok(None);
+    };
+    match inner.split_once(':') {
+        Some(("env", name)) => std::env::var(name)
+            .map(Some)
+            .with_context(|| format!("expected the environment variable {name} to be set")),
+        Some(("file", path)) => std::fs::read_to_string(path)
+            .map(|s| Some(s.trim_end_matches(['\n', '\r']).to_owned()))
+            .with_context(|| format!("expected a readable secret file at {path}")),
+        _ => bail!("expected ${{env:NAME}} or ${{file:/path}}, got {value:?}"),
     }
 }
 
@@ -394,6 +471,47 @@ mod tests {
         apply_env_overrides(&mut t, vars.into_iter(), "t").unwrap();
         assert_eq!(t["sink"]["path"].as_str(), Some("b/c"));
         assert_eq!(t["engine"]["batch_size"].as_integer(), Some(42));
+    }
+
+    #[test]
+    fn secrets_come_from_the_environment_or_files_and_never_show() {
+        let dir = std::env::temp_dir().join(format!("gpu-health-secret-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("sasl.txt");
+        std::fs::write(&file, "from-file\n").unwrap();
+        // SAFETY: no other test reads this variable.
+        unsafe { std::env::set_var("GPU_HEALTH_TEST_KEY_PASSPHRASE", "from-env") };
+        let text = format!(
+            "[source]\nkind = \"kafka\"\nbrokers = \"b:9092\"\n[source.properties]\n\
+             \"sasl.password\" = \"${{file:{}}}\"\n\"ssl.key.password\" = \"${{env:GPU_HEALTH_TEST_KEY_PASSPHRASE}}\"\n\
+             \"security.protocol\" = \"sasl_ssl\"\n[sink]\nkind = \"parquet\"\npath = \"o\"\n",
+            file.display()
+        );
+        let cfg = PipelineConfig::parse(&text, "p.toml").unwrap();
+        let SourceConfig::Kafka { properties, .. } = &cfg.source else {
+            panic!("kafka")
+        };
+        assert_eq!(properties["sasl.password"], "from-file");
+        assert_eq!(properties["ssl.key.password"], "from-env");
+        let shown = cfg.redacted();
+        assert!(
+            !shown.contains("from-file") && !shown.contains("from-env"),
+            "{shown}"
+        );
+        assert!(shown.contains("sasl_ssl"), "{shown}");
+        let missing = text.replace(
+            "GPU_HEALTH_TEST_KEY_PASSPHRASE",
+            "GPU_HEALTH_TEST_UNSET_VAR",
+        );
+        let err = format!(
+            "{:#}",
+            PipelineConfig::parse(&missing, "p.toml").unwrap_err()
+        );
+        assert!(
+            err.contains("p.toml") && err.contains("ssl.key.password"),
+            "{err}"
+        );
+        assert!(err.contains("GPU_HEALTH_TEST_UNSET_VAR"), "{err}");
     }
 
     #[test]

@@ -26,6 +26,7 @@ use anyhow::Result;
 
 /// Runs a pipeline config to the end of its (bounded) input.
 pub async fn run_pipeline(cfg: config::PipelineConfig) -> Result<pipeline::RunReport> {
+    tracing::info!(config = %cfg.redacted(), "effective configuration");
     if let Some(m) = &cfg.metrics {
         metrics::serve(&m.listen).await?;
     }

@@ -6,9 +6,10 @@ pub mod assets;
 pub mod copy;
 pub mod migrate;
 pub mod status;
+pub mod tls;
 
 use anyhow::{Context, Result, bail};
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 /// Where the database URL comes from: `GPU_HEALTH_DATABASE_URL`, then `DATABASE_URL`,
 /// or a file named by `GPU_HEALTH_DATABASE_URL_FILE` (for mounted secrets).
@@ -29,18 +30,69 @@ pub fn database_url_from_env() -> Result<String> {
     )
 }
 
-/// The URL with any password replaced, for logs and errors.
+/// The URL with any password replaced, for logs and errors: the password of the
+/// user part and a `password=` parameter (URL query or key=value form) alike.
 pub fn redact(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
+        return redact_key_values(url);
     };
-    let Some((userinfo, host)) = rest.rsplit_once('@') else {
-        return url.to_owned();
+    let (authority_path, query) = match rest.split_once('?') {
+        Some((a, q)) => (a, Some(q)),
+        None => (rest, None),
     };
-    match userinfo.split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
-        None => url.to_owned(),
+    let authority_path = match authority_path.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{user}:***@{host}"),
+            None => authority_path.to_owned(),
+        },
+        None => authority_path.to_owned(),
+    };
+    let query = query.map(|q| {
+        q.split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                _ => pair.to_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join("&")
+    });
+    match query {
+        Some(q) => format!("{scheme}://{authority_path}?{q}"),
+        None => format!("{scheme}://{authority_path}"),
     }
+}
+
+/// `host=db password='a b' user=x` with the password's value (quoted or not) masked.
+fn redact_key_values(dsn: &str) -> String {
+    let mut out = String::with_capacity(dsn.len());
+    let mut rest = dsn;
+    while let Some(at) = rest.find("password") {
+        let (before, from) = rest.split_at(at);
+        out.push_str(before);
+        let after_key = from["password".len()..].trim_start();
+        let at_token_start = before.is_empty() || before.ends_with(char::is_whitespace);
+        let Some(value) = after_key.strip_prefix('=').filter(|_| at_token_start) else {
+            out.push_str("password");
+            rest = &from["password".len()..];
+            continue;
+        };
+        let value = value.trim_start();
+        let end = if let Some(quoted) = value.strip_prefix('\'') {
+            // Up to the closing quote that is not escaped by a backslash.
+            let mut i = 0;
+            let bytes = quoted.as_bytes();
+            while i < bytes.len() && bytes[i] != b'\'' {
+                i += if bytes[i] == b'\\' { 2 } else { 1 };
+            }
+            (i + 2).min(value.len())
+        } else {
+            value.find(char::is_whitespace).unwrap_or(value.len())
+        };
+        out.push_str("password=***");
+        rest = &value[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Microseconds since the Unix epoch as a `timestamptz` parameter.
@@ -64,8 +116,11 @@ pub fn with_database(url: &str, dbname: &str) -> Result<String> {
 }
 
 /// Connects and drives the connection on the runtime.
+/// TLS as the URL's libpq parameters say (`tls`); `prefer` when they say nothing.
 pub async fn connect(url: &str) -> Result<Client> {
-    let (client, connection) = tokio_postgres::connect(url, NoTls)
+    let (plain, settings) = tls::split(url).with_context(|| format!("in {}", redact(url)))?;
+    let connector = tls::connector(&settings).with_context(|| format!("in {}", redact(url)))?;
+    let (client, connection) = tokio_postgres::connect(&plain, connector)
         .await
         .with_context(|| format!("connecting to {}", redact(url)))?;
     tokio::spawn(async move {
@@ -120,6 +175,19 @@ mod tests {
         );
         assert_eq!(redact("postgres://u@h/d"), "postgres://u@h/d");
         assert!(!redact("postgresql://a:b:c@h/d").contains("b:c"));
+        assert_eq!(
+            redact("postgres://h/d?user=u&password=s3cret&sslmode=require"),
+            "postgres://h/d?user=u&password=***&sslmode=require"
+        );
+        assert_eq!(
+            redact("host=h password=s3cret user=u"),
+            "host=h password=*** user=u"
+        );
+        assert_eq!(
+            redact("host=h password = 'a \\' b' user=u"),
+            "host=h password=*** user=u"
+        );
+        assert_eq!(redact("host=h user=password"), "host=h user=password");
     }
 
     #[test]

@@ -489,6 +489,10 @@ enum Slot {
     /// A nested section at the top level (`gpu`, `host`, `collection`).
     Section(usize),
     Metrics,
+    /// Kafka Connect's JSON envelope, `{"schema": ..., "payload": {flat row}}`: the
+    /// payload's fields are read as top-level ones, so a topic a Connect JDBC sink also
+    /// reads (schemas enabled) can feed gpu-health too.
+    Payload,
 }
 
 static TOP_KEYS: LazyLock<HashMap<&'static str, Slot>> = LazyLock::new(|| {
@@ -499,6 +503,7 @@ static TOP_KEYS: LazyLock<HashMap<&'static str, Slot>> = LazyLock::new(|| {
         m.insert(*name, Slot::Section(i));
     }
     m.insert("metrics", Slot::Metrics);
+    m.insert("payload", Slot::Payload);
     for (name, id) in [
         ("gpu_uuid", ID_GPU_UUID),
         ("hostname", ID_HOSTNAME),
@@ -586,25 +591,62 @@ impl<'de> Visitor<'de> for EnvelopeVisitor {
             metrics: std::array::from_fn(|_| None),
             nested_metric: [false; N_METRICS],
         };
-        while let Some(Key(key)) = map.next_key::<Key>()? {
-            match TOP_KEYS.get(key.as_ref()) {
-                None => {
-                    map.next_value::<IgnoredAny>()?;
-                }
-                Some(Slot::Time) => env.time = Some(map.next_value()?),
-                Some(Slot::Id(i)) => env.ids[*i] = Some(map.next_value()?),
-                Some(Slot::Metric(i)) => {
-                    env.metrics[*i] = Some(map.next_value()?);
-                    env.nested_metric[*i] = false;
-                }
-                Some(Slot::Section(section)) => map.next_value_seed(Section {
-                    section: *section,
-                    env: &mut env,
-                })?,
-                Some(Slot::Metrics) => map.next_value_seed(MetricsSection { env: &mut env })?,
-            }
-        }
+        top_level_fields(&mut map, &mut env, true)?;
         Ok(env)
+    }
+}
+
+/// Reads an object's fields into `env` as top-level ones; `outer` allows a Connect
+/// `payload` inside (one level only).
+fn top_level_fields<'de, A: MapAccess<'de>>(
+    map: &mut A,
+    env: &mut Envelope<'de>,
+    outer: bool,
+) -> Result<(), A::Error> {
+    while let Some(Key(key)) = map.next_key::<Key>()? {
+        match TOP_KEYS.get(key.as_ref()) {
+            None => {
+                map.next_value::<IgnoredAny>()?;
+            }
+            Some(Slot::Payload) if !outer => {
+                map.next_value::<IgnoredAny>()?;
+            }
+            Some(Slot::Time) => env.time = Some(map.next_value()?),
+            Some(Slot::Id(i)) => env.ids[*i] = Some(map.next_value()?),
+            Some(Slot::Metric(i)) => {
+                env.metrics[*i] = Some(map.next_value()?);
+                env.nested_metric[*i] = false;
+            }
+            Some(Slot::Section(section)) => map.next_value_seed(Section {
+                section: *section,
+                env,
+            })?,
+            Some(Slot::Metrics) => map.next_value_seed(MetricsSection { env })?,
+            Some(Slot::Payload) => map.next_value_seed(ConnectPayload { env })?,
+        }
+    }
+    Ok(())
+}
+
+/// The `payload` of a Kafka Connect JSON envelope: a flat row.
+struct ConnectPayload<'e, 'de> {
+    env: &'e mut Envelope<'de>,
+}
+
+impl<'de> DeserializeSeed<'de> for ConnectPayload<'_, 'de> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ConnectPayload<'_, 'de> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a Kafka Connect payload object (a flat row)")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        top_level_fields(&mut map, self.env, false)
     }
 }
 
@@ -740,6 +782,28 @@ mod tests {
         assert_eq!(s.time_us, 1_770_805_800_000_000);
         assert_eq!(s.values[FB_USED], Some(1024.0));
         assert_eq!(s.values[metric_index("row_remap_pending")], Some(1.0));
+    }
+
+    #[test]
+    fn kafka_connect_envelope_reads_its_payload() {
+        let s = sample(
+            r#"{"schema":{"type":"struct","fields":[{"field":"time","type":"int64"}],
+                          "payload":"not this one"},
+                "payload":{"time":1770805800000,"gpu_uuid":"GPU-3f2a0000-1111",
+                           "hostname":"h1","gpu_temp":50,"payload":{"gpu_temp":99}}}"#,
+        );
+        assert_eq!(s.time_us, 1_770_805_800_000_000);
+        assert_eq!(s.gpu_uuid, "GPU-3f2a0000-1111");
+        assert_eq!(
+            s.values[GPU_TEMP],
+            Some(50.0),
+            "a nested payload is not read"
+        );
+        assert_eq!(
+            reason(r#"{"schema":{},"payload":[1]}"#),
+            DeadReason::Malformed,
+            "a payload that is not a row"
+        );
     }
 
     #[test]
