@@ -92,11 +92,7 @@ async fn tls_follows_the_libpq_parameters() {
 #[test]
 fn a_failing_connection_never_shows_the_password() {
     // A port nothing listens on.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::free_port();
     let url = format!("postgres://writer:S3cret-pw@127.0.0.1:{port}/gpu_health");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_gpu-health"))
         .args(["schema", "status"])

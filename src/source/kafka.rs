@@ -229,7 +229,9 @@ impl SeekContext {
 
 impl ClientContext for SeekContext {
     /// librdkafka's statistics (every `statistics.interval.ms`): the lag gauge per
-    /// partition, high watermark minus committed offset, where both are known.
+    /// partition, high watermark minus committed offset (commits follow stored
+    /// flushes); before a partition's first commit, high watermark minus the position
+    /// read.
     fn stats(&self, statistics: rdkafka::Statistics) {
         let lag = &crate::metrics::metrics().consumer_lag;
         for (topic, t) in &statistics.topics {
@@ -239,10 +241,19 @@ impl ClientContext for SeekContext {
                     continue;
                 }
                 let labels = [topic.as_str(), &id.to_string()];
-                if p.desired && p.consumer_lag >= 0 {
-                    lag.with_label_values(&labels).set(p.consumer_lag);
-                } else if !p.desired {
+                if !p.desired {
                     let _ = lag.remove_label_values(&labels);
+                    continue;
+                }
+                let behind = if p.consumer_lag >= 0 {
+                    Some(p.consumer_lag)
+                } else if p.hi_offset >= 0 && p.app_offset >= 0 {
+                    Some((p.hi_offset - p.app_offset).max(0))
+                } else {
+                    None
+                };
+                if let Some(n) = behind {
+                    lag.with_label_values(&labels).set(n);
                 }
             }
         }

@@ -150,3 +150,12 @@ pub fn rfc3339_us(s: &str) -> i64 {
         .unwrap()
         .timestamp_micros()
 }
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
