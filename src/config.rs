@@ -479,11 +479,11 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("sasl.txt");
         std::fs::write(&file, "from-file\n").unwrap();
-        // SAFETY: no other test reads this variable.
-        unsafe { std::env::set_var("GPU_HEALTH_TEST_KEY_PASSPHRASE", "from-env") };
+        // PATH is always set; setting a variable here would race other tests' getenv.
+        let path_var = std::env::var("PATH").unwrap();
         let text = format!(
             "[source]\nkind = \"kafka\"\nbrokers = \"b:9092\"\n[source.properties]\n\
-             \"sasl.password\" = \"${{file:{}}}\"\n\"ssl.key.password\" = \"${{env:GPU_HEALTH_TEST_KEY_PASSPHRASE}}\"\n\
+             \"sasl.password\" = \"${{file:{}}}\"\n\"ssl.key.password\" = \"${{env:PATH}}\"\n\
              \"security.protocol\" = \"sasl_ssl\"\n[sink]\nkind = \"parquet\"\npath = \"o\"\n",
             file.display()
         );
@@ -492,17 +492,14 @@ mod tests {
             panic!("kafka")
         };
         assert_eq!(properties["sasl.password"], "from-file");
-        assert_eq!(properties["ssl.key.password"], "from-env");
+        assert_eq!(properties["ssl.key.password"], path_var);
         let shown = cfg.redacted();
         assert!(
-            !shown.contains("from-file") && !shown.contains("from-env"),
+            !shown.contains("from-file") && !shown.contains(&path_var),
             "{shown}"
         );
         assert!(shown.contains("sasl_ssl"), "{shown}");
-        let missing = text.replace(
-            "GPU_HEALTH_TEST_KEY_PASSPHRASE",
-            "GPU_HEALTH_TEST_UNSET_VAR",
-        );
+        let missing = text.replace("env:PATH", "env:GPU_HEALTH_TEST_UNSET_VAR");
         let err = format!(
             "{:#}",
             PipelineConfig::parse(&missing, "p.toml").unwrap_err()

@@ -114,7 +114,8 @@ enum Command {
 
 #[derive(Subcommand)]
 enum ReportKind {
-    /// The newest raw samples of one GPU (--gpu), or the newest sample of every GPU.
+    /// The newest raw samples of one GPU (--gpu), or the newest sample of every GPU that
+    /// reported in the last 10 minutes of the fleet's data.
     Latest {
         #[arg(long)]
         gpu: Option<String>,

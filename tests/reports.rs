@@ -183,6 +183,61 @@ async fn fleet_counts_the_newest_day_by_grade() {
     );
 }
 
+/// Temperature trend: each 15-minute bucket's hottest reading and GPU count equal the
+/// raw samples of the bucket (those dead-lettered as too late never reach a rollup).
+#[tokio::test(flavor = "multi_thread")]
+async fn temperature_trend_follows_the_raw_samples() {
+    let out = &fixture().await.out;
+    let late: std::collections::HashSet<(String, i64)> = read_table(&out.join("dead_letters"))
+        .iter()
+        .filter(|r| r["reason"].s() == "too_late")
+        .filter_map(|r| Some((r["gpu_uuid"].s().to_owned(), r["time"].i()?)))
+        .collect();
+    const BUCKET: i64 = 900_000_000;
+    let mut want: BTreeMap<i64, (f64, std::collections::BTreeSet<String>)> = BTreeMap::new();
+    for r in read_table(&out.join("gpu_metrics")) {
+        let (gpu, t) = (r["gpu_uuid"].s().to_owned(), r["time"].i().unwrap());
+        if late.contains(&(gpu.clone(), t)) {
+            continue;
+        }
+        let e = want
+            .entry(t.div_euclid(BUCKET) * BUCKET)
+            .or_insert((f64::MIN, Default::default()));
+        if let Some(v) = r["gpu_temp"].f() {
+            e.0 = e.0.max(v);
+        }
+        e.1.insert(gpu);
+    }
+    let t = parquet_store()
+        .await
+        .run(&Query::Temperature {
+            gpu: None,
+            hours: 6,
+        })
+        .await
+        .unwrap();
+    assert_eq!(t.rows.len(), 24, "6 hours of 15-minute buckets");
+    let (ti, gi, mi) = (
+        t.column("time").unwrap(),
+        t.column("gpus").unwrap(),
+        t.column("gpu_temp_max").unwrap(),
+    );
+    let newest = *want.keys().max().unwrap();
+    for r in &t.rows {
+        let at = micros(&r[ti]);
+        assert!(
+            at > newest - 6 * 3_600_000_000,
+            "{at} is outside the window"
+        );
+        let (max, gpus) = &want[&at];
+        assert_eq!(int(&r[gi]), gpus.len() as i64, "GPUs at {at}");
+        let Cell::Float(got) = r[mi] else {
+            panic!("gpu_temp_max")
+        };
+        assert_eq!(got, *max, "hottest reading at {at}");
+    }
+}
+
 /// ECC rates: the 1-minute deltas the report sums equal each counter's increase
 /// computed from the raw samples (a reset counts its new value), over the same buckets.
 #[tokio::test(flavor = "multi_thread")]
@@ -305,6 +360,8 @@ async fn timescale_and_parquet_give_the_same_reports() {
     .await
     .unwrap();
     assert_eq!(page.matches("<figure class=\"plot\">").count(), 4);
+    assert_eq!(page.matches("<svg").count(), 4, "every figure holds a plot");
+    assert!(!page.contains("no data"), "a plot had no data");
 }
 
 /// Table, CSV and JSON carry the same cells; CSV quotes what needs quoting.

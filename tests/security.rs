@@ -85,6 +85,31 @@ async fn tls_follows_the_libpq_parameters() {
     .await
     .unwrap_err();
     assert!(!format!("{err:#}").contains("S3cret-pw"));
+    // Another CA in sslrootcert: the server's certificate does not chain to it.
+    let other = std::env::temp_dir().join(format!("gpu-health-other-ca-{}", std::process::id()));
+    std::fs::create_dir_all(&other).unwrap();
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args([
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ])
+        .arg("-keyout")
+        .arg(other.join("ca.key"))
+        .arg("-out")
+        .arg(other.join("ca.pem"))
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+    let params = format!(
+        "sslmode=verify-ca&sslrootcert={}",
+        other.join("ca.pem").display()
+    );
+    assert!(encrypted(&with_params(&url, &params)).await.is_err());
 }
 
 /// A refused connection names the server without the password, in the error and in

@@ -36,51 +36,63 @@ pub fn redact(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return redact_key_values(url);
     };
-    let (authority_path, query) = match rest.split_once('?') {
-        Some((a, q)) => (a, Some(q)),
-        None => (rest, None),
+    // The user part runs to the first `@` (as tokio-postgres reads it), even where the
+    // password holds `?` or `/`; masking too much is the safe side.
+    let (userinfo, tail) = match rest.find('@') {
+        Some(at) => (Some(&rest[..at]), &rest[at + 1..]),
+        None => (None, rest),
     };
-    let authority_path = match authority_path.rsplit_once('@') {
-        Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _)) => format!("{user}:***@{host}"),
-            None => authority_path.to_owned(),
-        },
-        None => authority_path.to_owned(),
-    };
-    let query = query.map(|q| {
-        q.split('&')
-            .map(|pair| match pair.split_once('=') {
-                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
-                _ => pair.to_owned(),
-            })
-            .collect::<Vec<_>>()
-            .join("&")
+    let userinfo = userinfo.map(|u| match u.split_once(':') {
+        Some((user, _)) => format!("{user}:***@"),
+        None => format!("{u}@"),
     });
-    match query {
-        Some(q) => format!("{scheme}://{authority_path}?{q}"),
-        None => format!("{scheme}://{authority_path}"),
-    }
+    let tail = match tail.split_once('?') {
+        Some((host_path, query)) => {
+            let query = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((k, _)) if is_password_key(k) => format!("{k}=***"),
+                    _ => pair.to_owned(),
+                })
+                .collect::<Vec<_>>()
+                .join("&");
+            format!("{host_path}?{query}")
+        }
+        None => tail.to_owned(),
+    };
+    format!("{scheme}://{}{tail}", userinfo.unwrap_or_default())
 }
 
-/// `host=db password='a b' user=x` with the password's value (quoted or not) masked.
+/// `password`, `sslpassword` and the like.
+fn is_password_key(key: &str) -> bool {
+    key.to_ascii_lowercase().ends_with("password")
+}
+
+/// `host=db password='a b' user=x` with the value of every key ending in `password`
+/// (quoted or not) masked.
 fn redact_key_values(dsn: &str) -> String {
     let mut out = String::with_capacity(dsn.len());
-    let mut rest = dsn;
-    while let Some(at) = rest.find("password") {
-        let (before, from) = rest.split_at(at);
-        out.push_str(before);
-        let after_key = from["password".len()..].trim_start();
-        let at_token_start = before.is_empty() || before.ends_with(char::is_whitespace);
-        let Some(value) = after_key.strip_prefix('=').filter(|_| at_token_start) else {
-            out.push_str("password");
-            rest = &from["password".len()..];
+    let mut rest = dsn.trim_start();
+    while !rest.is_empty() {
+        // key [spaces] = [spaces] value, where value is 'quoted' (with \' escapes) or bare.
+        let key_end = rest
+            .find(|c: char| c == '=' || c.is_whitespace())
+            .unwrap_or(rest.len());
+        let key = &rest[..key_end];
+        let after_key = rest[key_end..].trim_start();
+        let Some(value) = after_key.strip_prefix('=') else {
+            // Not key=value: copy the word and go on.
+            out.push_str(key);
+            rest = after_key;
+            if !rest.is_empty() {
+                out.push(' ');
+            }
             continue;
         };
         let value = value.trim_start();
         let end = if let Some(quoted) = value.strip_prefix('\'') {
-            // Up to the closing quote that is not escaped by a backslash.
-            let mut i = 0;
             let bytes = quoted.as_bytes();
+            let mut i = 0;
             while i < bytes.len() && bytes[i] != b'\'' {
                 i += if bytes[i] == b'\\' { 2 } else { 1 };
             }
@@ -88,10 +100,18 @@ fn redact_key_values(dsn: &str) -> String {
         } else {
             value.find(char::is_whitespace).unwrap_or(value.len())
         };
-        out.push_str("password=***");
-        rest = &value[end..];
+        out.push_str(key);
+        out.push('=');
+        out.push_str(if is_password_key(key) {
+            "***"
+        } else {
+            &value[..end]
+        });
+        rest = value[end..].trim_start();
+        if !rest.is_empty() {
+            out.push(' ');
+        }
     }
-    out.push_str(rest);
     out
 }
 
@@ -188,6 +208,16 @@ mod tests {
             "host=h password=*** user=u"
         );
         assert_eq!(redact("host=h user=password"), "host=h user=password");
+        assert!(!redact("postgres://u:pa?ss@h/d").contains("ss"));
+        assert!(!redact("postgres://u:p/a@h/d").contains("p/a"));
+        assert_eq!(
+            redact("postgres://u@h/d?sslkey=k.pem&sslpassword=phrase"),
+            "postgres://u@h/d?sslkey=k.pem&sslpassword=***"
+        );
+        assert_eq!(
+            redact("host=h sslpassword=phrase dbname=d"),
+            "host=h sslpassword=*** dbname=d"
+        );
     }
 
     #[test]

@@ -9,7 +9,10 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
+use openssl::pkey::PKey;
 use openssl::ssl::{SslConnector, SslFiletype, SslMethod, SslVerifyMode};
+use openssl::x509::X509;
+use openssl::x509::store::{X509Store, X509StoreBuilder};
 use postgres_openssl::MakeTlsConnector;
 
 /// How far the server's certificate is checked.
@@ -30,6 +33,8 @@ pub struct TlsSettings {
     pub root_cert: Option<PathBuf>,
     pub client_cert: Option<PathBuf>,
     pub client_key: Option<PathBuf>,
+    /// The client key's passphrase (`sslpassword`).
+    pub key_password: Option<String>,
 }
 
 /// Splits a URL-form database URL into what tokio-postgres reads (its `sslmode` is
@@ -40,6 +45,7 @@ pub fn split(url: &str) -> Result<(String, TlsSettings)> {
         root_cert: None,
         client_cert: None,
         client_key: None,
+        key_password: None,
     };
     let Some((base, query)) = url.split_once('?') else {
         return Ok((url.to_owned(), settings));
@@ -72,12 +78,17 @@ pub fn split(url: &str) -> Result<(String, TlsSettings)> {
             "sslrootcert" => settings.root_cert = Some(PathBuf::from(decode(value))),
             "sslcert" => settings.client_cert = Some(PathBuf::from(decode(value))),
             "sslkey" => settings.client_key = Some(PathBuf::from(decode(value))),
+            "sslpassword" => settings.key_password = Some(decode(value)),
             _ => kept.push(pair.to_owned()),
         }
     }
-    // libpq: a root certificate given with `require` means verify-ca.
+    // libpq: a root certificate given with `require` means verify-ca; verifying against
+    // the system's CAs means verify-full.
     if settings.verify == Verify::None && settings.root_cert.is_some() {
         settings.verify = Verify::Chain;
+    }
+    if settings.verify == Verify::Chain && settings.root_cert.is_none() {
+        settings.verify = Verify::Full;
     }
     let url = if kept.is_empty() {
         base.to_owned()
@@ -110,6 +121,22 @@ fn decode(v: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// A trust store holding the CAs of one PEM file and nothing else.
+fn only_these_cas(path: &std::path::Path) -> Result<X509Store> {
+    let pem =
+        std::fs::read(path).with_context(|| format!("sslrootcert: reading {}", path.display()))?;
+    let certs = X509::stack_from_pem(&pem)
+        .with_context(|| format!("sslrootcert: {} is not PEM certificates", path.display()))?;
+    if certs.is_empty() {
+        bail!("sslrootcert: {} holds no certificate", path.display());
+    }
+    let mut store = X509StoreBuilder::new().context("initialising OpenSSL")?;
+    for c in certs {
+        store.add_cert(c).context("sslrootcert: adding a CA")?;
+    }
+    Ok(store.build())
+}
+
 /// The connector for these settings.
 pub fn connector(s: &TlsSettings) -> Result<MakeTlsConnector> {
     let mut builder =
@@ -119,9 +146,8 @@ pub fn connector(s: &TlsSettings) -> Result<MakeTlsConnector> {
         Verify::Chain | Verify::Full => {
             builder.set_verify(SslVerifyMode::PEER);
             if let Some(ca) = &s.root_cert {
-                builder
-                    .set_ca_file(ca)
-                    .with_context(|| format!("sslrootcert: reading {}", ca.display()))?;
+                // Only this file's CAs: the builder starts with the system's store.
+                builder.set_cert_store(only_these_cas(ca)?);
             }
         }
     }
@@ -130,9 +156,22 @@ pub fn connector(s: &TlsSettings) -> Result<MakeTlsConnector> {
             builder
                 .set_certificate_chain_file(cert)
                 .with_context(|| format!("sslcert: reading {}", cert.display()))?;
-            builder
-                .set_private_key_file(key, SslFiletype::PEM)
-                .with_context(|| format!("sslkey: reading {}", key.display()))?;
+            match &s.key_password {
+                None => builder
+                    .set_private_key_file(key, SslFiletype::PEM)
+                    .with_context(|| format!("sslkey: reading {}", key.display()))?,
+                Some(pass) => {
+                    let pem = std::fs::read(key)
+                        .with_context(|| format!("sslkey: reading {}", key.display()))?;
+                    let pkey = PKey::private_key_from_pem_passphrase(&pem, pass.as_bytes())
+                        .with_context(|| {
+                            format!("sslkey: decrypting {} with sslpassword", key.display())
+                        })?;
+                    builder
+                        .set_private_key(&pkey)
+                        .context("sslkey: loading the key")?;
+                }
+            }
         }
         (None, None) => {}
         _ => bail!("database URL: sslcert and sslkey go together"),
@@ -174,6 +213,13 @@ mod tests {
 
         let (url, s) = split("postgres://db/x").unwrap();
         assert_eq!((url.as_str(), s.verify), ("postgres://db/x", Verify::None));
+
+        let (_, s) = split("postgres://db/x?sslmode=verify-ca").unwrap();
+        assert_eq!(
+            s.verify,
+            Verify::Full,
+            "system CAs: the host name is checked too"
+        );
 
         assert!(split("postgres://db/x?sslmode=allow-maybe").is_err());
     }

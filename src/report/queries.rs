@@ -8,7 +8,9 @@
 /// One report and its options.
 #[derive(Debug, Clone)]
 pub enum Query {
-    /// The newest raw samples: of one GPU (`limit` of them), or the newest of every GPU.
+    /// The newest raw samples: of one GPU (`limit` of them, within a week of its own
+    /// newest), or the newest sample of every GPU that reported in the last 10 minutes
+    /// of the fleet's data (a GPU silent for longer shows in `fleet`'s scores, not here).
     Latest { gpu: Option<String>, limit: u32 },
     /// Temperature per 15 minutes over `hours`: of one GPU, or across the fleet.
     Temperature { gpu: Option<String>, hours: u32 },
@@ -65,9 +67,16 @@ impl Query {
         };
         match self {
             Query::Latest { gpu, limit } => {
-                let (window, per_gpu) = match gpu {
-                    Some(_) => ("7 days", *limit),
-                    None => ("10 minutes", 1),
+                // One GPU: a week back from its own newest row (the index on
+                // (gpu_uuid, time) serves both). The fleet: 10 minutes back from the
+                // fleet's newest row. Hours, not days: no calendar arithmetic.
+                let (anchor, window, per_gpu) = match gpu {
+                    Some(_) => (
+                        "(SELECT max(time) FROM gpu_metrics WHERE gpu_uuid = $1)",
+                        "168 hours",
+                        *limit,
+                    ),
+                    None => ("(SELECT max(time) FROM gpu_metrics)", "10 minutes", 1),
                 };
                 format!(
                     "SELECT time, gpu_uuid, hostname, gpu_temp, memory_temp, power_usage,
@@ -77,7 +86,7 @@ impl Query {
                             validation_passed
                      FROM (SELECT *, row_number() OVER (PARTITION BY gpu_uuid ORDER BY time DESC) AS newest
                            FROM gpu_metrics
-                           WHERE time >= (SELECT max(time) FROM gpu_metrics) - INTERVAL '{window}'
+                           WHERE time >= {anchor} - INTERVAL '{window}'
                                  {gpu_filter}) s
                      WHERE newest <= {per_gpu}
                      ORDER BY gpu_uuid, time DESC"
@@ -120,7 +129,7 @@ impl Query {
                        FROM gpu_metrics_1min
                        WHERE time > (SELECT max(time) FROM gpu_metrics_1min) - INTERVAL '{hours} hours') s
                  WHERE gpu_temp_max >= {threshold_c:?} OR rise_c >= {rise_c:?}
-                 ORDER BY gpu_temp_max DESC, time
+                 ORDER BY gpu_temp_max DESC, time, gpu_uuid
                  LIMIT {limit}"
             ),
             Query::Ecc { hours, limit } => format!(
@@ -161,9 +170,11 @@ impl Query {
                  FROM gpu_health_scores s
                  LEFT JOIN gpu_failure_predictions p
                         ON p.gpu_uuid = s.gpu_uuid AND p.time = s.time
+                           AND p.model_name = '{model}'
                  WHERE s.time = (SELECT max(time) FROM gpu_health_scores)
                  ORDER BY s.degradation_rate ASC NULLS LAST, s.overall_score ASC, s.gpu_uuid
-                 LIMIT {limit}"
+                 LIMIT {limit}",
+                model = crate::health::predict::MODEL_NAME
             ),
         }
     }

@@ -79,8 +79,9 @@ struct Shared {
 }
 
 /// The consumer's callbacks: seeks assigned partitions to their stored checkpoints,
-/// and lets partitions go only once what was handed out for them is stored.
-struct SeekContext {
+/// lets partitions go only once what was handed out for them is stored, and feeds the
+/// lag gauge from librdkafka's statistics.
+struct ConsumerEvents {
     store: Option<OffsetStore>,
     start_at_ms: Option<i64>,
     shared: Arc<Mutex<Shared>>,
@@ -91,7 +92,7 @@ struct SeekContext {
 /// the partitions go anyway, and the new owner's rows overwrite any stale ones later).
 const REVOKE_WAIT: Duration = Duration::from_secs(300);
 
-impl SeekContext {
+impl ConsumerEvents {
     fn shared(&self) -> std::sync::MutexGuard<'_, Shared> {
         self.shared.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -227,7 +228,7 @@ impl SeekContext {
     }
 }
 
-impl ClientContext for SeekContext {
+impl ClientContext for ConsumerEvents {
     /// librdkafka's statistics (every `statistics.interval.ms`): the lag gauge per
     /// partition, high watermark minus committed offset (commits follow stored
     /// flushes); before a partition's first commit, high watermark minus the position
@@ -260,7 +261,7 @@ impl ClientContext for SeekContext {
     }
 }
 
-impl ConsumerContext for SeekContext {
+impl ConsumerContext for ConsumerEvents {
     fn rebalance(
         &self,
         consumer: &BaseConsumer<Self>,
@@ -356,7 +357,7 @@ fn load_checkpoints_retrying(
 }
 
 pub struct KafkaSource {
-    consumer: StreamConsumer<SeekContext>,
+    consumer: StreamConsumer<ConsumerEvents>,
     opts: KafkaOptions,
     shared: Arc<Mutex<Shared>>,
     in_flight: Arc<InFlight>,
@@ -391,15 +392,15 @@ impl KafkaSource {
             // librdkafka's 500 ms the fixture took 19 s, at 10 ms 4.8 s (2 s of it the
             // end linger). A real broker answers at once; 10 ms costs it idle polls.
             .set("fetch.wait.max.ms", "10")
-            // Feeds the consumer-lag gauge (see `SeekContext::stats`).
+            // Feeds the consumer-lag gauge (see `ConsumerEvents::stats`).
             .set("statistics.interval.ms", "5000");
         for (k, v) in &opts.properties {
             cfg.set(k, v);
         }
         let shared = Arc::new(Mutex::new(Shared::default()));
         let in_flight = Arc::new(InFlight::default());
-        let consumer: StreamConsumer<SeekContext> = cfg
-            .create_with_context(SeekContext {
+        let consumer: StreamConsumer<ConsumerEvents> = cfg
+            .create_with_context(ConsumerEvents {
                 store: opts.store.clone(),
                 start_at_ms: opts.start_at_ms,
                 shared: shared.clone(),
@@ -612,7 +613,7 @@ impl KafkaSource {
     fn on_assignment(
         &self,
         what: &str,
-        action: impl Fn(&StreamConsumer<SeekContext>, &TopicPartitionList) -> KafkaResult<()>,
+        action: impl Fn(&StreamConsumer<ConsumerEvents>, &TopicPartitionList) -> KafkaResult<()>,
     ) {
         match self.consumer.assignment() {
             Ok(tpl) if tpl.count() > 0 => {
@@ -683,7 +684,7 @@ impl KafkaSource {
 /// The first offset at or after `ms` of each partition (the end when none is), by
 /// Kafka's offsets for times; partitions it cannot resolve start at the beginning.
 fn offsets_for_time(
-    consumer: &BaseConsumer<SeekContext>,
+    consumer: &BaseConsumer<ConsumerEvents>,
     parts: &[(String, i32)],
     ms: i64,
 ) -> HashMap<i32, i64> {
@@ -723,7 +724,10 @@ fn offsets_for_time(
 }
 
 /// The high watermark of every partition of `topic`.
-fn end_offsets(consumer: &StreamConsumer<SeekContext>, topic: &str) -> Result<HashMap<i32, i64>> {
+fn end_offsets(
+    consumer: &StreamConsumer<ConsumerEvents>,
+    topic: &str,
+) -> Result<HashMap<i32, i64>> {
     let timeout = Duration::from_secs(10);
     let md = consumer
         .fetch_metadata(Some(topic), timeout)
