@@ -298,13 +298,12 @@ impl PipelineConfig {
         let mut table: toml::Table =
             toml::from_str(text).with_context(|| format!("{origin}: not valid TOML"))?;
         apply_env_overrides(&mut table, std::env::vars(), origin)?;
-        let cfg: PipelineConfig = serde_path_to_error::deserialize(toml::Value::Table(table))
+        let mut cfg: PipelineConfig = serde_path_to_error::deserialize(toml::Value::Table(table))
             .map_err(|e| {
-                let key = e.path().to_string();
-                anyhow::anyhow!("{origin}: key `{key}`: {}", e.into_inner().message().trim())
-            })?;
+            let key = e.path().to_string();
+            anyhow::anyhow!("{origin}: key `{key}`: {}", e.into_inner().message().trim())
+        })?;
         cfg.validate(origin)?;
-        let mut cfg = cfg;
         cfg.resolve_secrets(origin)?;
         Ok(cfg)
     }

@@ -88,50 +88,39 @@ fn name(n: &str) -> String {
 impl Metrics {
     fn new() -> Metrics {
         let registry = Registry::new();
-        // Names and label sets are constants of this file, so registration cannot
-        // fail but for a programming error, which the unit test below catches.
+        // Names and label sets are constants of this file, so creation and registration
+        // cannot fail but for a programming error, which the unit tests below catch.
+        fn registered<M: Collector + Clone + 'static>(
+            r: &Registry,
+            metric: prometheus::Result<M>,
+        ) -> M {
+            let m = metric.expect("valid metric");
+            r.register(Box::new(m.clone())).expect("unique metric");
+            m
+        }
         fn counters(r: &Registry, n: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-            let c = IntCounterVec::new(Opts::new(name(n), help), labels).expect("valid metric");
-            r.register(Box::new(c.clone())).expect("unique metric");
-            c
+            registered(r, IntCounterVec::new(Opts::new(name(n), help), labels))
         }
         fn gauges(r: &Registry, n: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
-            let g = IntGaugeVec::new(Opts::new(name(n), help), labels).expect("valid metric");
-            r.register(Box::new(g.clone())).expect("unique metric");
-            g
+            registered(r, IntGaugeVec::new(Opts::new(name(n), help), labels))
         }
         fn counter(r: &Registry, n: &str, help: &str) -> IntCounter {
-            let c = IntCounter::new(name(n), help).expect("valid metric");
-            r.register(Box::new(c.clone())).expect("unique metric");
-            c
+            registered(r, IntCounter::new(name(n), help))
         }
         fn gauge(r: &Registry, n: &str, help: &str) -> IntGauge {
-            let g = IntGauge::new(name(n), help).expect("valid metric");
-            r.register(Box::new(g.clone())).expect("unique metric");
-            g
+            registered(r, IntGauge::new(name(n), help))
+        }
+        fn seconds(r: &Registry, n: &str, help: &str) -> Gauge {
+            registered(r, Gauge::new(name(n), help))
         }
         let r = &registry;
-        let watermark_delay = Gauge::new(
-            name("watermark_delay_seconds"),
-            "Wall clock minus the pipeline watermark.",
-        )
-        .expect("valid metric");
-        r.register(Box::new(watermark_delay.clone()))
-            .expect("unique metric");
-        let watermark_behind_newest = Gauge::new(
-            name("watermark_behind_newest_seconds"),
-            "Newest event time seen minus the pipeline watermark.",
-        )
-        .expect("valid metric");
-        r.register(Box::new(watermark_behind_newest.clone()))
-            .expect("unique metric");
-        let info = IntGaugeVec::new(
-            Opts::new(name("build_info"), "The running version (always 1)."),
+        let info = gauges(
+            r,
+            "build_info",
+            "The running version (always 1).",
             &["version"],
-        )
-        .expect("valid metric");
+        );
         info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
-        r.register(Box::new(info)).expect("unique metric");
         #[cfg(target_os = "linux")]
         r.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
@@ -167,8 +156,16 @@ impl Metrics {
             ),
             open_windows: gauges(r, "open_windows", "Open windows.", &["width"]),
             state_bytes: gauge(r, "state_bytes", "Approximate bytes of engine state."),
-            watermark_delay,
-            watermark_behind_newest,
+            watermark_delay: seconds(
+                r,
+                "watermark_delay_seconds",
+                "Wall clock minus the pipeline watermark.",
+            ),
+            watermark_behind_newest: seconds(
+                r,
+                "watermark_behind_newest_seconds",
+                "Newest event time seen minus the pipeline watermark.",
+            ),
             gpus: gauge(r, "gpus", "GPUs the engine holds state for."),
             source_pauses: counter(
                 r,

@@ -135,8 +135,8 @@ pub fn with_database(url: &str, dbname: &str) -> Result<String> {
     Ok(format!("{scheme}://{userinfo}{host}/{dbname}{query}"))
 }
 
-/// Connects and drives the connection on the runtime.
-/// TLS as the URL's libpq parameters say (`tls`); `prefer` when they say nothing.
+/// Connects and drives the connection on the runtime, with TLS as the URL's libpq
+/// parameters say (`tls`; `prefer` when they say nothing).
 pub async fn connect(url: &str) -> Result<Client> {
     let (plain, settings) = tls::split(url).with_context(|| format!("in {}", redact(url)))?;
     let connector = tls::connector(&settings).with_context(|| format!("in {}", redact(url)))?;

@@ -11,7 +11,9 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use chrono::{DateTime, Utc};
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
-use datafusion::arrow::datatypes::{DataType, Float32Type, Float64Type, Int32Type, Int64Type};
+use datafusion::arrow::datatypes::{
+    DataType, Float32Type, Float64Type, Int32Type, Int64Type, TimeUnit, TimestampMicrosecondType,
+};
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::ListingOptions;
@@ -107,24 +109,14 @@ impl Store {
     pub async fn sql(&self, sql: &str, gpu: Option<&str>) -> Result<Table> {
         match self {
             Store::Timescale(client) => {
+                // Prepared first: the columns are known even when no row comes back.
+                let stmt = client.prepare(sql).await.context("preparing the query")?;
                 let rows = match gpu {
-                    Some(g) => client.query(sql, &[&g]).await,
-                    None => client.query(sql, &[]).await,
+                    Some(g) => client.query(&stmt, &[&g]).await,
+                    None => client.query(&stmt, &[]).await,
                 }
                 .context("running the query")?;
-                let Some(first) = rows.first() else {
-                    let stmt = client.prepare(sql).await.context("preparing the query")?;
-                    let columns = stmt.columns().iter().map(|c| c.name().to_owned()).collect();
-                    return Ok(Table {
-                        columns,
-                        rows: Vec::new(),
-                    });
-                };
-                let columns = first
-                    .columns()
-                    .iter()
-                    .map(|c| c.name().to_owned())
-                    .collect();
+                let columns = stmt.columns().iter().map(|c| c.name().to_owned()).collect();
                 let rows = rows.iter().map(pg_row).collect::<Result<Vec<_>>>()?;
                 Ok(Table { columns, rows })
             }
@@ -185,6 +177,14 @@ fn arrow_rows(batch: &RecordBatch, rows: &mut Vec<Vec<Cell>>) -> Result<()> {
     let start = rows.len();
     rows.extend((0..batch.num_rows()).map(|_| Vec::with_capacity(batch.num_columns())));
     for col in batch.columns() {
+        // Every timestamp unit and zone as UTC microseconds, once per column.
+        let col = match col.data_type() {
+            DataType::Timestamp(_, _) => datafusion::arrow::compute::cast(
+                col,
+                &DataType::Timestamp(TimeUnit::Microsecond, None),
+            )?,
+            _ => col.clone(),
+        };
         let formatter = ArrayFormatter::try_new(col.as_ref(), &FormatOptions::default())?;
         for i in 0..batch.num_rows() {
             let cell = if col.is_null(i) {
@@ -203,17 +203,7 @@ fn arrow_rows(batch: &RecordBatch, rows: &mut Vec<Vec<Cell>>) -> Result<()> {
                     }
                     DataType::Float64 => Cell::Float(col.as_primitive::<Float64Type>().value(i)),
                     DataType::Timestamp(_, _) => {
-                        let ts = datafusion::arrow::compute::cast(
-                            &col.slice(i, 1),
-                            &DataType::Timestamp(
-                                datafusion::arrow::datatypes::TimeUnit::Microsecond,
-                                None,
-                            ),
-                        )?;
-                        let us = ts
-                            .as_primitive::<datafusion::arrow::datatypes::TimestampMicrosecondType>(
-                            )
-                            .value(0);
+                        let us = col.as_primitive::<TimestampMicrosecondType>().value(i);
                         DateTime::from_timestamp_micros(us).map_or(Cell::Null, Cell::Time)
                     }
                     _ => Cell::Text(formatter.value(i).to_string()),
