@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The full test suite: installs and starts what the tests need on loopback (a private
 # PostgreSQL 15 + TimescaleDB cluster, scripts/timescaledb.sh, and a Tansu broker,
-# scripts/kafka.sh), builds the project (shared target directory, so repeated runs are
-# incremental), runs every test release-optimised (the reference, scenario, database
-# and Kafka tests replay the whole fixture), and stops what it started.
+# scripts/kafka.sh), checks formatting and clippy (warnings are errors), builds the
+# project (shared target directory, so repeated runs are incremental), runs every test
+# release-optimised (the reference, scenario, database and Kafka tests replay the whole
+# fixture) with the services required, and stops what it started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,7 +35,13 @@ brokers_line=$(scripts/kafka.sh start "$kafka_dir")
 export KAFKA_BROKERS="${brokers_line#KAFKA_BROKERS=}"
 echo "Tansu running: $KAFKA_BROKERS" >&2
 
+# Style first: formatting and every clippy lint, warnings as errors.
+cargo fmt --check
+cargo clippy --release --locked --all-targets -- -D warnings
+
 cargo build --release --locked
+# A test whose service is missing fails here instead of skipping (tests/common).
+export GPU_HEALTH_TEST_SERVICES=required
 cargo test --release --locked -- --test-threads 2
 
 # What an operator sees: the deployment files validate, the report of the demo run

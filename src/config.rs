@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use crate::error::ConfigError;
 use serde::{Deserialize, Serialize};
 
 use crate::window::WindowConfig;
@@ -287,21 +287,26 @@ impl Default for EngineSection {
 
 impl PipelineConfig {
     /// Loads a pipeline file, applying environment overrides.
-    pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading pipeline config {}", path.display()))?;
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
         Self::parse(&text, &path.display().to_string())
     }
 
     /// Parses pipeline TOML; `origin` names the file in errors.
-    pub fn parse(text: &str, origin: &str) -> Result<Self> {
-        let mut table: toml::Table =
-            toml::from_str(text).with_context(|| format!("{origin}: not valid TOML"))?;
+    pub fn parse(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        let mut table: toml::Table = toml::from_str(text).map_err(|source| ConfigError::Toml {
+            origin: origin.to_owned(),
+            source,
+        })?;
         apply_env_overrides(&mut table, std::env::vars(), origin)?;
         let mut cfg: PipelineConfig = serde_path_to_error::deserialize(toml::Value::Table(table))
-            .map_err(|e| {
-            let key = e.path().to_string();
-            anyhow::anyhow!("{origin}: key `{key}`: {}", e.into_inner().message().trim())
+            .map_err(|e| ConfigError::Key {
+            origin: origin.to_owned(),
+            key: e.path().to_string(),
+            expected: e.into_inner().message().trim().to_owned(),
         })?;
         cfg.validate(origin)?;
         cfg.resolve_secrets(origin)?;
@@ -311,7 +316,7 @@ impl PipelineConfig {
     /// Kafka client properties may name their value's source instead of holding it:
     /// `${env:NAME}` or `${file:/path}` (Kafka's config-provider syntax), so that a
     /// SASL password or a key passphrase lives in the environment or a mounted secret.
-    fn resolve_secrets(&mut self, origin: &str) -> Result<()> {
+    fn resolve_secrets(&mut self, origin: &str) -> Result<(), ConfigError> {
         let mut maps = Vec::new();
         if let SourceConfig::Kafka { properties, .. } = &mut self.source {
             maps.push(("source.properties", properties));
@@ -321,8 +326,12 @@ impl PipelineConfig {
         }
         for (section, map) in maps {
             for (key, value) in map.iter_mut() {
-                if let Some(resolved) = resolve_secret(value)
-                    .with_context(|| format!("{origin}: key `{section}.{key}`"))?
+                if let Some(resolved) =
+                    resolve_secret(value).map_err(|expected| ConfigError::Key {
+                        origin: origin.to_owned(),
+                        key: format!("{section}.{key}"),
+                        expected,
+                    })?
                 {
                     *value = resolved;
                 }
@@ -351,19 +360,33 @@ impl PipelineConfig {
         serde_json::to_string(&shown).unwrap_or_else(|e| format!("(unprintable: {e})"))
     }
 
-    fn validate(&self, origin: &str) -> Result<()> {
+    fn validate(&self, origin: &str) -> Result<(), ConfigError> {
+        let wrong = |key: &str, expected: String| ConfigError::Key {
+            origin: origin.to_owned(),
+            key: key.to_owned(),
+            expected,
+        };
         if self.engine.batch_size == 0 {
-            bail!("{origin}: engine.batch_size: expected a positive number of messages");
+            return Err(wrong(
+                "engine.batch_size",
+                "expected a positive number of messages".into(),
+            ));
         }
         let interval = self.health.sample_interval.as_secs();
         if interval == 0 || 86_400 % interval != 0 {
-            bail!(
-                "{origin}: health.sample_interval: expected whole seconds dividing a day, got {:?}",
-                self.health.sample_interval
-            );
+            return Err(wrong(
+                "health.sample_interval",
+                format!(
+                    "expected whole seconds dividing a day, got {:?}",
+                    self.health.sample_interval
+                ),
+            ));
         }
         if self.validation.max_message_bytes == 0 {
-            bail!("{origin}: validation.max_message_bytes: expected a positive size");
+            return Err(wrong(
+                "validation.max_message_bytes",
+                "expected a positive size".into(),
+            ));
         }
         Ok(())
     }
@@ -386,18 +409,21 @@ pub fn is_secret_key(key: &str) -> bool {
 
 /// `${env:NAME}` -> the variable, `${file:/path}` -> the file's content without its
 /// trailing newline; anything else is a literal (`None`).
-fn resolve_secret(value: &str) -> Result<Option<String>> {
+/// The error is what was expected instead.
+fn resolve_secret(value: &str) -> Result<Option<String>, String> {
     let Some(inner) = value.strip_prefix("${").and_then(|v| v.strip_suffix('}')) else {
         return Ok(None);
     };
     match inner.split_once(':') {
         Some(("env", name)) => std::env::var(name)
             .map(Some)
-            .with_context(|| format!("expected the environment variable {name} to be set")),
+            .map_err(|e| format!("expected the environment variable {name} to be set ({e})")),
         Some(("file", path)) => std::fs::read_to_string(path)
             .map(|s| Some(s.trim_end_matches(['\n', '\r']).to_owned()))
-            .with_context(|| format!("expected a readable secret file at {path}")),
-        _ => bail!("expected ${{env:NAME}} or ${{file:/path}}, got {value:?}"),
+            .map_err(|e| format!("expected a readable secret file at {path} ({e})")),
+        _ => Err(format!(
+            "expected ${{env:NAME}} or ${{file:/path}}, got {value:?}"
+        )),
     }
 }
 
@@ -407,7 +433,7 @@ fn apply_env_overrides(
     table: &mut toml::Table,
     vars: impl Iterator<Item = (String, String)>,
     origin: &str,
-) -> Result<()> {
+) -> Result<(), ConfigError> {
     for (name, value) in vars {
         let Some(rest) = name.strip_prefix("GPU_HEALTH_") else {
             continue;
@@ -427,7 +453,13 @@ fn apply_env_overrides(
             toml::Value::Table(t) => {
                 t.insert(key, parsed);
             }
-            _ => bail!("{origin}: {name} overrides `{section}`, which is not a table"),
+            _ => {
+                return Err(ConfigError::Key {
+                    origin: origin.to_owned(),
+                    key: section,
+                    expected: format!("a table, which {name} overrides"),
+                });
+            }
         }
     }
     Ok(())

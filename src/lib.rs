@@ -1,81 +1,57 @@
 //! gpu-health: a stream processor for NVIDIA GPU fleet telemetry.
 //!
-//! The data's way: `source` (messages) -> `event` (decode and validate into Arrow) ->
-//! `window` (event-time rollups, in DataFusion) -> `health` (daily scores) -> `sink`.
-//! `pipeline` wires them; `generate` makes synthetic fleets; `bench` measures.
+//! # Layout
+//!
+//! The data's way, each arrow a one-way dependency:
+//!
+//! ```text
+//! source ──> event ──> stage: window ──> health ──> sink
+//! (file,     (decode,   (rollups by      (daily      (Parquet, TimescaleDB,
+//!  Kafka)     validate)  event time)      scores)     Kafka topics)
+//! ```
+//!
+//! - `source`: topic dumps and the Kafka consumer group; `event`: both message shapes
+//!   decoded and validated into Arrow batches, dead letters; `window`: buckets,
+//!   watermarks (`Watermark`), mergeable state, counter deltas, DataFusion partial
+//!   aggregates, the GPU `Fleet`; `health`: daily features, the scoring model, failure
+//!   probabilities; `sink`: where flushes go.
+//! - `stage`: the `Stage` trait (`on_batch`, `on_watermark`, `snapshot`/`restore`/
+//!   `forget` per partition, `finish`, `state_size`) that the window and health stages
+//!   implement, and the engine that runs a list of them; `checkpoint` stores any
+//!   stage's snapshots per partition without knowing the stages.
+//! - `pipeline`: runs a source through the engine into a sink (`run_pipeline`).
+//! - Shared services: `db` (connections, TLS, migrations, the state store of offsets
+//!   and checkpoints), `kafka` (every Kafka client from one set of properties),
+//!   `internal_events` (what happened, logged and counted once for the run report and
+//!   Prometheus), `metrics` (the scrape endpoint), `error` (boundary errors with a retry
+//!   class), `shutdown`, `progress` (positions shared by source, pipeline and sink).
+//! - Around the job: `config`, `generate` (synthetic fleets), `replay`, `dump`,
+//!   `report`, `summary`, `bench`.
 
 pub mod bench;
-pub mod checkpoint;
 pub mod config;
 pub mod db;
 pub mod dump;
-pub mod event;
+pub mod error;
 pub mod generate;
-pub mod health;
-pub mod metrics;
 pub mod pipeline;
-pub mod progress;
 pub mod replay;
 pub mod report;
-pub mod sink;
-pub mod source;
 pub mod summary;
-pub mod window;
 
-use anyhow::Result;
+pub(crate) mod checkpoint;
+pub(crate) mod event;
+pub(crate) mod health;
+pub(crate) mod internal_events;
+pub(crate) mod kafka;
+pub(crate) mod metrics;
+pub(crate) mod progress;
+pub(crate) mod shutdown;
+pub(crate) mod sink;
+pub(crate) mod source;
+pub(crate) mod stage;
+pub(crate) mod window;
 
-/// Runs a pipeline config to the end of its (bounded) input.
-pub async fn run_pipeline(cfg: config::PipelineConfig) -> Result<pipeline::RunReport> {
-    tracing::info!(config = %cfg.redacted(), "effective configuration");
-    if let Some(m) = &cfg.metrics {
-        metrics::serve(&m.listen).await?;
-    }
-    // The sink first: it applies the schema that holds the offsets the source starts at.
-    let sink = sink::Sink::from_config(&cfg.sink, &cfg.name).await?;
-    let store = match &cfg.sink {
-        config::SinkConfig::Timescale { consumer_group, .. } => Some(source::OffsetStore {
-            url: db::database_url_from_env()?,
-            group: consumer_group.clone().unwrap_or_else(|| cfg.name.clone()),
-        }),
-        config::SinkConfig::Parquet { .. } => None,
-    };
-    let source = source::Source::from_config(&cfg.source, store, &cfg.name)?;
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        shutdown_signal().await;
-        tracing::info!("shutdown requested: storing the state and leaving the group");
-        let _ = stop_tx.send(true);
-    });
-    let topics = match &cfg.topics {
-        Some(t) => Some(sink::TopicSink::connect(t).await?),
-        None => None,
-    };
-    pipeline::Pipeline::new(cfg)
-        .with_shutdown(stop_rx)
-        .with_topics(topics)
-        .run(source, sink)
-        .await
-}
-
-/// SIGTERM (what service managers send) or Ctrl-C.
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-}
+pub use config::PipelineConfig;
+pub use error::ErrorClass;
+pub use pipeline::{RunReport, run_pipeline, run_pipeline_with_database};

@@ -77,6 +77,10 @@ enum Command {
         /// offset on brokers that cannot fetch from inside a batch (Tansu 0.6).
         #[arg(long)]
         batch_records: Option<u32>,
+        /// A librdkafka property for the producer and the admin client, e.g.
+        /// security.protocol=ssl (repeatable).
+        #[arg(long = "property", value_name = "KEY=VALUE", value_parser = key_value)]
+        properties: Vec<(String, String)>,
     },
     /// Manage the TimescaleDB schema (URL from GPU_HEALTH_DATABASE_URL or DATABASE_URL).
     Schema {
@@ -209,6 +213,13 @@ enum SchemaAction {
     Status,
 }
 
+/// `KEY=VALUE` of `--property`.
+fn key_value(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("expected KEY=VALUE, got {s:?}"))
+}
+
 fn init_logging(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("GPU_HEALTH_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,gpu_health=info"));
@@ -283,6 +294,7 @@ fn main() -> Result<()> {
             partitions,
             rate,
             batch_records,
+            properties,
         } => {
             let brokers = brokers
                 .or_else(|| std::env::var("GPU_HEALTH_KAFKA_BROKERS").ok())
@@ -295,6 +307,7 @@ fn main() -> Result<()> {
                 partitions,
                 rate,
                 batch_records,
+                properties,
             };
             let started = std::time::Instant::now();
             let n = runtime.block_on(gpu_health::replay::replay(&opts))?;

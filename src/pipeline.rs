@@ -1,7 +1,12 @@
-//! Wires a source through the engine into a sink: decode -> admit and window ->
-//! daily health -> sink, one micro-batch per step, and the final flush of a bounded
-//! input. Keeps the books: every message is a raw row, a dead letter or a counted
-//! duplicate.
+//! Runs a source through the stages into a sink: decode -> the stage list (windows,
+//! daily health; see `crate::stage`) -> sink, one micro-batch per step, and the final
+//! flush of a bounded input. The sink writes flush N in a task of its own while the
+//! engine computes flush N+1. Keeps the books: every message is a raw row, a dead
+//! letter or a counted duplicate.
+//!
+//! `run_pipeline` is the job: it builds the sink, the state store, the source and the
+//! output topics from a `PipelineConfig`, stops gracefully on SIGTERM or Ctrl-C, and
+//! returns the run's `RunReport`.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -12,22 +17,30 @@ use datafusion::arrow::compute::filter_record_batch;
 use tracing::{debug, info, warn};
 
 use crate::checkpoint;
-use crate::config::PipelineConfig;
+use crate::config::{PipelineConfig, SinkConfig};
+use crate::db::state::StateStore;
+use crate::dump::Message;
 use crate::event::SoftReason;
 use crate::event::columns::RawColumns;
-use crate::event::dead_letter::{DeadReason, dead_letters_to_batch};
+use crate::event::dead_letter::{DeadLetter, DeadReason, dead_letters_to_batch};
 use crate::event::decoder::{decode_batch, too_late_letter};
+use crate::health::ScoredDay;
 use crate::health::predict::predictions_to_batch;
 use crate::health::scores::scores_to_batch;
-use crate::health::{HealthTracker, ScoredDay};
-use crate::metrics::metrics;
-use crate::progress::{InFlight, Rebalance};
-use crate::sink::{FlushSet, Sink, SourcePosition, TopicSink};
+use crate::internal_events::{
+    BatchReceived, CheckpointsTaken, DeadLettered, DuplicatesDropped, EngineState, Events,
+    FlushStored, PartitionsRestored, RowsAdmitted, RowsEmitted, SoftInvalid, SourcePaused, Tally,
+    TooLate, TopicMessagesProduced,
+};
+use crate::progress::{InFlight, PartitionCheckpoint, Rebalance, SourcePosition};
+use crate::shutdown::Shutdown;
+use crate::sink::{FlushSet, Sink, TopicSink};
 use crate::source::Source;
-use crate::window::WindowOperator;
-use crate::window::operator::{Emission, GpuInfo, RowStatus};
+use crate::stage::{Engine, StepOutput};
+use crate::window::GpuInfo;
+use crate::window::operator::RowStatus;
 
-/// Counters of one run.
+/// The books of one run.
 #[derive(Debug, Clone, Default)]
 pub struct RunReport {
     pub messages: u64,
@@ -78,14 +91,31 @@ impl LatencySummary {
     }
 }
 
-/// Milliseconds since the epoch, now.
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
 impl RunReport {
+    /// The counts of `tally`; the rest is filled in by the run.
+    fn counted(t: Tally) -> Self {
+        RunReport {
+            messages: t.messages,
+            raw_rows: t.raw_rows,
+            duplicates: t.duplicates,
+            too_late: t.too_late,
+            late_updates: t.late_updates,
+            late_events: t.late_events,
+            dead_letters: t.dead_letters,
+            soft_errors: t.soft_errors,
+            invalid_rows: t.invalid_rows,
+            rollup_1m_rows: t.rollup_1m_rows,
+            rollup_15m_rows: t.rollup_15m_rows,
+            score_rows: t.score_rows,
+            peak_state_bytes: t.peak_state_bytes,
+            checkpoints_written: t.checkpoints_written,
+            partitions_restored: t.partitions_restored,
+            topic_messages: t.topic_messages,
+            pauses: t.pauses,
+            ..RunReport::default()
+        }
+    }
+
     /// Messages that became neither a raw row nor a counted duplicate.
     pub fn hard_dead_letters(&self) -> u64 {
         self.dead_letters
@@ -101,55 +131,114 @@ impl RunReport {
     }
 }
 
+/// Runs a pipeline config to the end of its (bounded) input, or until SIGTERM or
+/// Ctrl-C; the database URL (TimescaleDB sink) comes from the environment.
+pub async fn run_pipeline(cfg: PipelineConfig) -> Result<RunReport> {
+    let url = match &cfg.sink {
+        SinkConfig::Timescale { .. } => Some(crate::db::database_url_from_env()?),
+        SinkConfig::Parquet { .. } => None,
+    };
+    run(cfg, url.as_deref()).await
+}
+
+/// `run_pipeline` with the TimescaleDB sink's database at `database_url`.
+pub async fn run_pipeline_with_database(
+    cfg: PipelineConfig,
+    database_url: &str,
+) -> Result<RunReport> {
+    run(cfg, Some(database_url)).await
+}
+
+async fn run(cfg: PipelineConfig, database_url: Option<&str>) -> Result<RunReport> {
+    info!(config = %cfg.redacted(), "effective configuration");
+    if let Some(m) = &cfg.metrics {
+        crate::metrics::serve(&m.listen).await?;
+    }
+    let events = Events::new();
+    // The sink first: it applies the schema that holds the offsets the source starts at.
+    let (sink, store) = match (&cfg.sink, database_url) {
+        (SinkConfig::Timescale { consumer_group, .. }, Some(url)) => {
+            let group = consumer_group.clone().unwrap_or_else(|| cfg.name.clone());
+            (
+                Sink::from_config(&cfg.sink, &cfg.name, url).await?,
+                Some(StateStore::new(url, &group)),
+            )
+        }
+        (SinkConfig::Timescale { .. }, None) => {
+            anyhow::bail!("the TimescaleDB sink needs a database URL")
+        }
+        (SinkConfig::Parquet { .. }, _) => {
+            (Sink::from_config(&cfg.sink, &cfg.name, "").await?, None)
+        }
+    };
+    let source = Source::from_config(&cfg.source, store, &cfg.name, &events)?;
+    let topics = match &cfg.topics {
+        Some(t) => Some(TopicSink::connect(t).await?),
+        None => None,
+    };
+    Pipeline::with_events(cfg, events)
+        .with_shutdown(Shutdown::on_signals())
+        .with_topics(topics)
+        .run(source, sink)
+        .await
+}
+
 /// The next offset to read per (topic, partition) after these messages.
-fn next_offsets(msgs: &[crate::dump::Message]) -> Vec<crate::sink::SourcePosition> {
+fn next_offsets(msgs: &[Message]) -> Vec<SourcePosition> {
     let mut next: BTreeMap<(&str, i32), i64> = BTreeMap::new();
     for m in msgs {
         let e = next.entry((m.topic.as_str(), m.partition)).or_insert(0);
         *e = (*e).max(m.offset + 1);
     }
     next.into_iter()
-        .map(
-            |((topic, partition), next_offset)| crate::sink::SourcePosition {
-                topic: topic.to_owned(),
-                partition,
-                next_offset,
-            },
-        )
+        .map(|((topic, partition), next_offset)| SourcePosition {
+            topic: topic.to_owned(),
+            partition,
+            next_offset,
+        })
         .collect()
 }
 
+/// Milliseconds since the epoch, now.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// One run of a source through the engine into a sink.
 pub struct Pipeline {
     cfg: PipelineConfig,
-    window: WindowOperator,
-    health: HealthTracker,
-    report: RunReport,
+    /// The stages and the fleet of GPUs they share.
+    engine: Engine,
+    /// What happened, counted once for the report and the metrics.
+    events: Events,
+    /// The latest scored day of each GPU, for the run summary.
     latest: BTreeMap<u32, ScoredDay>,
     /// The next offset per (topic, partition) the engine state stands at.
     positions: BTreeMap<(String, i32), i64>,
+    /// When the last checkpoint was taken (none yet: the next flush takes one).
     last_checkpoint: Option<Instant>,
-    /// Becomes true when the process is asked to stop.
-    shutdown: Option<tokio::sync::watch::Receiver<bool>>,
+    /// Resolves when the process is asked to stop.
+    shutdown: Shutdown,
     /// Output topics beside the sink.
     topics: Option<TopicSink>,
 }
 
 impl Pipeline {
     pub fn new(cfg: PipelineConfig) -> Self {
-        let wcfg = cfg.window.to_window_config();
-        let health = HealthTracker::new(
-            cfg.health.sample_interval.as_secs() as u32,
-            wcfg.late_horizon_us,
-        );
+        Self::with_events(cfg, Events::new())
+    }
+
+    fn with_events(cfg: PipelineConfig, events: Events) -> Self {
         Pipeline {
-            window: WindowOperator::new(wcfg),
-            health,
+            engine: Engine::new(crate::stage::standard(&cfg)),
+            events,
             cfg,
-            report: RunReport::default(),
             latest: BTreeMap::new(),
             positions: BTreeMap::new(),
             last_checkpoint: None,
-            shutdown: None,
+            shutdown: Shutdown::never(),
             topics: None,
         }
     }
@@ -161,24 +250,12 @@ impl Pipeline {
         self
     }
 
-    /// Stops early, without closing windows, when `stop` turns true: the state is
+    /// Stops early, without closing windows, when `shutdown` fires: the state is
     /// stored (where the source resumes from checkpoints) and the source leaves its
     /// consumer group, so that other members take its partitions over at once.
-    pub fn with_shutdown(mut self, stop: tokio::sync::watch::Receiver<bool>) -> Self {
-        self.shutdown = Some(stop);
+    pub fn with_shutdown(mut self, shutdown: Shutdown) -> Self {
+        self.shutdown = shutdown;
         self
-    }
-
-    /// Resolves when a shutdown is requested (never without a receiver).
-    async fn stop_requested(stop: &mut Option<tokio::sync::watch::Receiver<bool>>) {
-        match stop {
-            Some(rx) => {
-                if rx.wait_for(|s| *s).await.is_err() {
-                    std::future::pending::<()>().await;
-                }
-            }
-            None => std::future::pending::<()>().await,
-        }
     }
 
     /// Runs the source to its end (bounded) and returns the books.
@@ -194,42 +271,44 @@ impl Pipeline {
         let in_flight = source.in_flight();
         let stored = in_flight.clone();
         let topics = self.topics.take();
+        let events = self.events.clone();
         let writer = tokio::spawn(async move {
             let written = async {
-                let mut produced = 0u64;
                 // 1 ms to 7 days at 3 significant digits (a backfill reads old messages).
                 let mut latency =
                     hdrhistogram::Histogram::<u64>::new_with_bounds(1, 604_800_000, 3)
                         .context("creating the latency histogram")?;
-                let m = metrics();
                 while let Some(mut set) = rx.recv().await {
                     let offsets = set.offsets.clone();
                     let arrivals = std::mem::take(&mut set.arrivals_ms);
                     let started = Instant::now();
                     if let Some(t) = &topics {
-                        produced += t
+                        let count = t
                             .write(&set)
                             .await
                             .context("producing to the output topics")?;
+                        events.emit(TopicMessagesProduced { count });
                     }
-                    let rows = sink.write(set).await.context("writing to the sink")?;
-                    m.flush_latency
-                        .record([started.elapsed().as_micros() as u64]);
-                    for (table, n) in rows {
-                        m.rows_written.with_label_values(&[table]).inc_by(n);
-                    }
+                    let rows = sink
+                        .write(set, &events)
+                        .await
+                        .context("writing to the sink")?;
                     let now = now_ms();
                     let waited: Vec<u64> =
                         arrivals.iter().map(|a| (now - a).max(1) as u64).collect();
                     for &ms in &waited {
                         latency.saturating_record(ms);
                     }
-                    m.e2e_latency.record(waited);
+                    events.emit(FlushStored {
+                        rows: &rows,
+                        took: started.elapsed(),
+                        waited_ms: &waited,
+                    });
                     stored.stored();
                     let _ = ack_tx.send(offsets);
                 }
-                sink.close().await.context("closing the sink")?;
-                Ok::<_, anyhow::Error>((produced, LatencySummary::of(&latency)))
+                sink.close(&events).await.context("closing the sink")?;
+                Ok::<_, anyhow::Error>(LatencySummary::of(&latency))
             }
             .await;
             // Done or failed, nothing more will be stored: a revoke must not wait on it.
@@ -242,15 +321,17 @@ impl Pipeline {
         drop(tx);
         let written = writer.await.context("the sink task panicked")?;
         // A sink failure closes the channel, which ends production early; report it first.
-        (self.report.topic_messages, self.report.latency) = written?;
+        let latency = written?;
         produced?;
-        self.report.elapsed_s = start.elapsed().as_secs_f64();
-        self.report.latest = self.latest.into_values().collect();
-        self.report.gpus = self.window.gpus().to_vec();
-        if !self.report.books_balance() {
-            warn!(?self.report.messages, "books do not balance");
+        let mut report = RunReport::counted(self.events.tally());
+        report.latency = latency;
+        report.elapsed_s = start.elapsed().as_secs_f64();
+        report.latest = self.latest.into_values().collect();
+        report.gpus = self.engine.fleet().gpus().to_vec();
+        if !report.books_balance() {
+            warn!(?report.messages, "books do not balance");
         }
-        Ok(self.report)
+        Ok(report)
     }
 
     /// Feeds every batch of the source, then the final flush, to the sink task.
@@ -267,12 +348,10 @@ impl Pipeline {
             while let Ok(stored) = acks.try_recv() {
                 source.stored(&stored);
             }
-            let mut stop = self.shutdown.take();
             let batch = tokio::select! {
                 b = source.next_batch(self.cfg.engine.batch_size) => Some(b?),
-                _ = Self::stop_requested(&mut stop) => None,
+                _ = self.shutdown.requested() => None,
             };
-            self.shutdown = stop;
             // State of partitions gained or lost in a rebalance during that fetch.
             self.rebalance(source.take_rebalance())?;
             let Some(batch) = batch else {
@@ -291,8 +370,7 @@ impl Pipeline {
             let Some(msgs) = batch else {
                 break;
             };
-            self.window
-                .expect_partitions(&source.partitions(), Instant::now());
+            self.engine.on_assign(&source.partitions(), Instant::now());
             let mut set = self.step(&msgs).await?;
             if checkpoints && self.checkpoint_due() {
                 set.checkpoints = self.checkpoint()?;
@@ -304,8 +382,7 @@ impl Pipeline {
             let paused = tx.capacity() == 0;
             if paused {
                 source.pause();
-                self.report.pauses += 1;
-                metrics().source_pauses.inc();
+                self.events.emit(SourcePaused);
             }
             let sent = tx.send(set).await;
             if paused {
@@ -315,8 +392,7 @@ impl Pipeline {
                 return Ok(());
             }
             // Backpressure (a slow or unavailable database) is not partition idleness.
-            self.window
-                .discount_stall(waiting.elapsed(), Instant::now());
+            self.engine.on_stall(waiting.elapsed(), Instant::now());
         }
         // The state before the final flush closes every window: a later run over more
         // input goes on from the open windows, not from their forced end.
@@ -338,7 +414,7 @@ impl Pipeline {
     }
 
     /// The engine state of every partition it holds, at the positions reached.
-    fn checkpoint(&mut self) -> Result<Vec<crate::progress::PartitionCheckpoint>> {
+    fn checkpoint(&mut self) -> Result<Vec<PartitionCheckpoint>> {
         let positions: Vec<SourcePosition> = self
             .positions
             .iter()
@@ -348,65 +424,56 @@ impl Pipeline {
                 next_offset: *next,
             })
             .collect();
-        let stored = checkpoint::capture(&self.window, &self.health, &positions)?;
+        let stored = checkpoint::capture(self.engine.stages(), self.engine.fleet(), &positions)?;
         self.last_checkpoint = Some(Instant::now());
-        self.report.checkpoints_written += stored.len() as u64;
+        self.events.emit(CheckpointsTaken {
+            count: stored.len() as u64,
+        });
         Ok(stored)
     }
 
     /// Loads the state of partitions this instance now owns and drops the state of
     /// those it lost.
-    pub fn rebalance(&mut self, change: Rebalance) -> Result<()> {
+    fn rebalance(&mut self, change: Rebalance) -> Result<()> {
         if change.is_empty() {
             return Ok(());
         }
-        checkpoint::forget(&mut self.window, &mut self.health, &change.lost);
+        let (stages, fleet) = self.engine.parts_mut();
+        checkpoint::forget(stages, fleet, &change.lost);
         self.positions.retain(|(_, p), _| !change.lost.contains(p));
         // Partitions read from their start hold the watermark back before their first
         // event, also against a checkpoint restored in the same rebalance.
-        self.window
-            .expect_partitions(&change.started, Instant::now());
-        checkpoint::restore(
-            &mut self.window,
-            &mut self.health,
-            &change.restored,
-            Instant::now(),
-        )
-        .context("restoring checkpoints")?;
+        self.engine.on_assign(&change.started, Instant::now());
+        let (stages, fleet) = self.engine.parts_mut();
+        checkpoint::restore(stages, fleet, &change.restored, Instant::now())
+            .context("restoring checkpoints")?;
         for c in &change.restored {
             self.positions
                 .insert((c.topic.clone(), c.partition), c.next_offset);
         }
-        self.report.partitions_restored += change.restored.len() as u64;
-        if !change.restored.is_empty() {
-            info!(
-                partitions = change.restored.len(),
-                watermark = self.window.watermark(),
-                "engine state restored from checkpoints"
-            );
-        }
+        self.events.emit(PartitionsRestored {
+            count: change.restored.len() as u64,
+        });
         Ok(())
     }
 
     /// Processes one micro-batch of messages.
-    pub async fn step(&mut self, msgs: &[crate::dump::Message]) -> Result<FlushSet> {
+    pub(crate) async fn step(&mut self, msgs: &[Message]) -> Result<FlushSet> {
         let limits = self.cfg.validation.decode_limits();
         let decoded = decode_batch(msgs, &limits, self.cfg.engine.decode_threads())?;
-        self.report.messages += msgs.len() as u64;
-        let m = metrics();
-        m.batch_messages.record([msgs.len() as u64]);
         let mut by_topic: BTreeMap<&str, u64> = BTreeMap::new();
         for msg in msgs {
             *by_topic.entry(msg.topic.as_str()).or_default() += 1;
         }
-        for (topic, n) in by_topic {
-            m.events_in.with_label_values(&[topic]).inc_by(n);
-        }
+        self.events.emit(BatchReceived {
+            by_topic: &by_topic,
+        });
         for (i, n) in decoded.soft.iter().enumerate() {
             if *n > 0 {
-                let reason = SoftReason::ALL[i].as_str();
-                *self.report.soft_errors.entry(reason).or_default() += n;
-                m.invalid_values.with_label_values(&[reason]).inc_by(*n);
+                self.events.emit(SoftInvalid {
+                    reason: SoftReason::ALL[i].as_str(),
+                    count: *n,
+                });
             }
         }
         let mut dead = decoded.dead;
@@ -415,23 +482,22 @@ impl Pipeline {
             .iter()
             .map(|&i| msgs[i].partition)
             .collect();
-        let (admission, emission) = self
-            .window
-            .ingest(&decoded.raw, &partitions, Instant::now())
+        let out = self
+            .engine
+            .step(&decoded.raw, &partitions, &self.events, Instant::now())
             .await?;
         let cols = RawColumns::new(&decoded.raw);
-        let mut keep = Vec::with_capacity(admission.status.len());
-        for (row, status) in admission.status.iter().enumerate() {
+        let mut keep = Vec::with_capacity(out.admission.status.len());
+        let (mut duplicates, mut too_late, mut invalid) = (0u64, 0u64, 0u64);
+        for (row, status) in out.admission.status.iter().enumerate() {
             match status {
                 RowStatus::Accepted => keep.push(true),
                 RowStatus::Duplicate => {
-                    self.report.duplicates += 1;
-                    m.duplicates.inc();
+                    duplicates += 1;
                     keep.push(false);
                 }
                 RowStatus::TooLate { watermark } => {
-                    self.report.too_late += 1;
-                    m.late_events.with_label_values(&["too_late"]).inc();
+                    too_late += 1;
                     let msg = &msgs[decoded.row_message[row]];
                     dead.push(too_late_letter(
                         msg,
@@ -443,20 +509,27 @@ impl Pipeline {
                 }
             }
             if !cols.validation_passed.value(row) && keep[row] {
-                self.report.invalid_rows += 1;
+                invalid += 1;
             }
         }
-        self.health.observe(&cols, &admission);
+        if duplicates > 0 {
+            self.events.emit(DuplicatesDropped { count: duplicates });
+        }
+        if too_late > 0 {
+            self.events.emit(TooLate { count: too_late });
+        }
         let raw = filter_record_batch(&decoded.raw, &BooleanArray::from(keep))?;
-        self.report.raw_rows += raw.num_rows() as u64;
+        self.events.emit(RowsAdmitted {
+            rows: raw.num_rows() as u64,
+            invalid,
+        });
         debug!(
             messages = msgs.len(),
-            watermark = emission.watermark,
-            partitions = ?self.window.partition_clocks(),
-            updates_1m = emission.updates_1m.iter().map(|b| b.num_rows()).sum::<usize>(),
+            watermark = %out.emission.watermark,
+            updates_1m = out.emission.updates_1m.iter().map(|b| b.num_rows()).sum::<usize>(),
             "step"
         );
-        let mut set = self.assemble(emission, dead)?;
+        let mut set = self.assemble(out, dead)?;
         set.raw.push(raw);
         set.offsets = next_offsets(msgs);
         for p in &set.offsets {
@@ -466,88 +539,52 @@ impl Pipeline {
                 .or_insert(p.next_offset);
             *at = (*at).max(p.next_offset);
         }
-        let size = self.window.state_size();
-        let state = size.approx_bytes + self.health.state_bytes();
-        self.report.peak_state_bytes = self.report.peak_state_bytes.max(state);
-        m.state_bytes.set(state as i64);
-        m.gpus.set(size.gpus as i64);
-        m.open_windows
-            .with_label_values(&["1m"])
-            .set(size.open_1m as i64);
-        m.open_windows
-            .with_label_values(&["15m"])
-            .set(size.open_15m as i64);
-        if let Some(behind) = self.window.watermark_delay_us() {
-            m.watermark_behind_newest.set(behind as f64 / 1e6);
-        }
-        // Before the first event and once every partition is done, the watermark is
-        // a sentinel, not a time.
-        let (watermark, now_us) = (self.window.watermark(), now_ms() * 1000);
-        if watermark > 0 && watermark <= now_us {
-            m.watermark_delay.set((now_us - watermark) as f64 / 1e6);
-        }
         Ok(set)
     }
 
     /// The end of a bounded input: flushes every window and closes every day.
-    pub fn finish(&mut self) -> Result<FlushSet> {
-        let emission = self.window.finish()?;
-        self.health.apply_deltas(&emission.delta_changes);
-        let scored = self.health.finish(self.window.gpus());
-        self.assemble_inner(emission, scored, Vec::new())
+    pub(crate) fn finish(&mut self) -> Result<FlushSet> {
+        let out = self.engine.finish(&self.events, Instant::now())?;
+        self.assemble(out, Vec::new())
     }
 
-    fn assemble(
-        &mut self,
-        emission: Emission,
-        dead: Vec<crate::event::DeadLetter>,
-    ) -> Result<FlushSet> {
-        // Days close only after this step's counter deltas are in.
-        self.health.apply_deltas(&emission.delta_changes);
-        let scored = self
-            .health
-            .close_days(emission.watermark, self.window.gpus());
-        self.assemble_inner(emission, scored, dead)
-    }
-
-    fn assemble_inner(
-        &mut self,
-        emission: Emission,
-        scored: Vec<ScoredDay>,
-        dead: Vec<crate::event::DeadLetter>,
-    ) -> Result<FlushSet> {
-        self.report.late_updates += emission.late_updates;
-        if emission.late_updates > 0 {
-            debug!(
-                rows = emission.late_updates,
-                watermark = emission.watermark,
-                "late rows merged into emitted windows"
-            );
-        }
-        self.report.late_events += emission.behind_watermark;
-        let m = metrics();
-        m.late_events
-            .with_label_values(&["merged"])
-            .inc_by(emission.behind_watermark);
+    /// The flush of one step: rollups, scores and predictions, dead letters.
+    fn assemble(&mut self, out: StepOutput, dead: Vec<DeadLetter>) -> Result<FlushSet> {
+        let StepOutput {
+            emission,
+            scored,
+            behind_newest_us,
+            ..
+        } = out;
+        let mut reasons: BTreeMap<&'static str, u64> = BTreeMap::new();
         for d in &dead {
-            *self
-                .report
-                .dead_letters
-                .entry(d.reason.as_str())
-                .or_default() += 1;
-            m.dead_letters.with_label_values(&[d.reason.as_str()]).inc();
+            *reasons.entry(d.reason.as_str()).or_default() += 1;
         }
-        self.report.rollup_1m_rows += emission
-            .finals_1m
-            .iter()
-            .map(|b| b.num_rows() as u64)
-            .sum::<u64>();
-        self.report.rollup_15m_rows += emission
-            .finals_15m
-            .iter()
-            .map(|b| b.num_rows() as u64)
-            .sum::<u64>();
-        self.report.score_rows += scored.len() as u64;
+        for (reason, count) in reasons {
+            self.events.emit(DeadLettered { reason, count });
+        }
+        let rows = |b: &[datafusion::arrow::record_batch::RecordBatch]| {
+            b.iter().map(|b| b.num_rows() as u64).sum::<u64>()
+        };
+        self.events.emit(RowsEmitted {
+            rollup_1m: rows(&emission.finals_1m),
+            rollup_15m: rows(&emission.finals_15m),
+            scores: scored.len() as u64,
+        });
+        let size = self.engine.state_size();
+        let watermark_delay = emission.watermark.time_us().and_then(|w| {
+            let behind = now_ms() * 1000 - w;
+            (behind >= 0).then(|| std::time::Duration::from_micros(behind as u64))
+        });
+        self.events.emit(EngineState {
+            state_bytes: size.approx_bytes,
+            gpus: size.gpus,
+            open_1m: size.open_1m,
+            open_15m: size.open_15m,
+            watermark_delay,
+            behind_newest_s: behind_newest_us.map(|us| us as f64 / 1e6),
+        });
+        let gpus = self.engine.fleet().gpus();
         let mut set = FlushSet {
             updates_1m: emission.updates_1m,
             updates_15m: emission.updates_15m,
@@ -556,10 +593,8 @@ impl Pipeline {
             ..Default::default()
         };
         if !scored.is_empty() {
-            set.scores
-                .push(scores_to_batch(&scored, self.window.gpus())?);
-            set.predictions
-                .push(predictions_to_batch(&scored, self.window.gpus())?);
+            set.scores.push(scores_to_batch(&scored, gpus)?);
+            set.predictions.push(predictions_to_batch(&scored, gpus)?);
         }
         for s in scored {
             self.latest.insert(s.gpu, s);

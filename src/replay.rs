@@ -8,12 +8,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
-use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::producer::{FutureRecord, Producer};
 
+use crate::kafka::{KafkaConnection, Role};
 use crate::source::FileSource;
 
 #[derive(Debug, Clone)]
@@ -29,27 +26,19 @@ pub struct ReplayOptions {
     /// for librdkafka's default. 1 works around brokers that cannot fetch from inside
     /// a batch (Tansu 0.6 returns the next batch instead, skipping the rest of it).
     pub batch_records: Option<u32>,
+    /// librdkafka properties for the producer and the admin client (TLS, SASL).
+    pub properties: Vec<(String, String)>,
 }
 
 /// Deliveries awaited at once (librdkafka batches underneath).
 const IN_FLIGHT: usize = 20_000;
 
 pub async fn replay(opts: &ReplayOptions) -> Result<u64> {
-    ensure_topic(&opts.brokers, &opts.topic, opts.partitions).await?;
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", &opts.brokers)
-        .set("enable.idempotence", "true")
-        // Dumps may hold messages over Kafka's 1 MB default (the fixture's `too_large`
-        // ones): the processor, not the producer, is the one to dead-letter them.
-        .set("message.max.bytes", "8388608")
-        .set("linger.ms", "20")
-        .set("message.timeout.ms", "60000")
-        .set(
-            "batch.num.messages",
-            opts.batch_records.unwrap_or(10_000).to_string(),
-        )
-        .create()
-        .with_context(|| format!("creating a Kafka producer for {}", opts.brokers))?;
+    let kafka = KafkaConnection::new(&opts.brokers, opts.properties.iter().cloned());
+    kafka.ensure_topic(&opts.topic, opts.partitions).await?;
+    let producer = kafka.producer(Role::ReplayProducer {
+        batch_records: opts.batch_records,
+    })?;
     let mut source = FileSource::open(&opts.dump, &opts.topic)?;
     let started = Instant::now();
     let mut sent = 0u64;
@@ -98,26 +87,4 @@ pub async fn replay(opts: &ReplayOptions) -> Result<u64> {
         .flush(Duration::from_secs(60))
         .context("flushing the producer")?;
     Ok(sent)
-}
-
-/// Creates the topic with `partitions` partitions unless it exists.
-pub async fn ensure_topic(brokers: &str, topic: &str, partitions: i32) -> Result<()> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .with_context(|| format!("creating a Kafka admin client for {brokers}"))?;
-    let results = admin
-        .create_topics(
-            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
-            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
-        )
-        .await
-        .with_context(|| format!("creating topic {topic}"))?;
-    for r in results {
-        match r {
-            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((t, e)) => bail!("creating topic {t}: {e}"),
-        }
-    }
-    Ok(())
 }

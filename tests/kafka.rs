@@ -8,6 +8,7 @@
 //!   partitions over from its checkpoints and finishes: the same tables again;
 //! - a bounded run with a start time reads exactly what was produced after it.
 
+#[macro_use]
 mod common;
 
 use std::path::{Path, PathBuf};
@@ -70,6 +71,7 @@ async fn reference() -> &'static Reference {
                 // Tansu 0.6 cannot fetch from inside a batch: a restart must be able to
                 // seek to any offset.
                 batch_records: Some(1),
+                properties: Vec::new(),
             })
             .await
             .unwrap();
@@ -118,6 +120,7 @@ async fn assert_same_tables(c: &Client, r: &Reference) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn fixture_through_kafka_equals_the_file_run() {
+    require_services!(fixture_through_kafka_equals_the_file_run: "DATABASE_URL", "KAFKA_BROKERS");
     let r = reference().await;
     let topic = r.topic.clone();
     let (url, c) = fresh_db("t_kafka").await;
@@ -384,6 +387,7 @@ fn seed() -> u64 {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigkill_at_random_moments_leaves_the_uninterrupted_tables() {
+    require_services!(sigkill_at_random_moments_leaves_the_uninterrupted_tables: "DATABASE_URL", "KAFKA_BROKERS");
     let r = reference().await;
     let (url, mut c) = fresh_db("t_kafka_kill").await;
     apply_schema(&mut c).await.unwrap();
@@ -454,6 +458,7 @@ fn assignments(log: &Path, topic: &str) -> Vec<usize> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn two_processors_split_the_partitions_and_one_takes_over_from_the_other() {
+    require_services!(two_processors_split_the_partitions_and_one_takes_over_from_the_other: "DATABASE_URL", "KAFKA_BROKERS");
     let r = reference().await;
     let (url, mut c) = fresh_db("t_kafka_pair").await;
     apply_schema(&mut c).await.unwrap();
@@ -504,6 +509,7 @@ async fn two_processors_split_the_partitions_and_one_takes_over_from_the_other()
 /// (offsets for times), and nothing before it.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_start_time_reads_only_what_came_after_it() {
+    require_services!(a_start_time_reads_only_what_came_after_it: "DATABASE_URL", "KAFKA_BROKERS");
     use std::io::{BufRead, Write};
     let topic = format!("gpu-metrics-start-at-{}", std::process::id());
     let dir = std::env::temp_dir().join(&topic);
@@ -533,6 +539,7 @@ async fn a_start_time_reads_only_what_came_after_it() {
         partitions: 4,
         rate: None,
         batch_records: None,
+        properties: Vec::new(),
     };
     replay(&send(&produce[0])).await.unwrap();
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -602,6 +609,7 @@ fn sample(m: &HashMap<String, f64>, key: &str) -> f64 {
 /// written are never more than the database holds.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_scrape_during_a_run_sees_the_figures_move() {
+    require_services!(a_scrape_during_a_run_sees_the_figures_move: "DATABASE_URL", "KAFKA_BROKERS");
     let r = reference().await;
     let (url, mut c) = fresh_db("t_kafka_metrics").await;
     apply_schema(&mut c).await.unwrap();
@@ -617,10 +625,34 @@ async fn a_scrape_during_a_run_sees_the_figures_move() {
     let log = std::env::temp_dir().join(format!("{group}.log"));
     let mut child = spawn_processor(&config, &url, &log);
     wait_for_line(&log, "partitions assigned", Duration::from_secs(60));
-    std::thread::sleep(Duration::from_millis(1500));
-    let first = scrape(&addr);
-    std::thread::sleep(Duration::from_millis(1500));
-    let second = scrape(&addr);
+    let events = format!("gpu_health_events_in_total{{topic=\"{}\"}}", r.topic);
+    let raw = "gpu_health_rows_written_total{table=\"gpu_metrics\"}";
+    let moving = [
+        events.as_str(),
+        raw,
+        "gpu_health_e2e_latency_seconds_count",
+        "gpu_health_flush_latency_seconds_count",
+        "gpu_health_batch_messages_count",
+    ];
+    // Scrapes wait on what they observe, never on a guess of this machine's speed: the
+    // first once a flush is stored, the second once every counter moved past it and
+    // every GPU was seen.
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let scrape_when = |done: &dyn Fn(&HashMap<String, f64>) -> bool| loop {
+        let m = scrape(&addr);
+        if done(&m) {
+            return m;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the scrape never got there: {m:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let first = scrape_when(&|m| moving.iter().all(|k| m.get(*k).is_some_and(|v| *v > 0.0)));
+    let second = scrape_when(&|m| {
+        moving.iter().all(|k| m.get(*k) > first.get(*k)) && m.get("gpu_health_gpus") == Some(&16.0)
+    });
     let stored = scalar_i64(&c, "SELECT count(*) FROM gpu_metrics").await as f64;
     assert!(
         child.try_wait().unwrap().is_none(),
@@ -628,15 +660,7 @@ async fn a_scrape_during_a_run_sees_the_figures_move() {
         log.display()
     );
 
-    let events = format!("gpu_health_events_in_total{{topic=\"{}\"}}", r.topic);
-    let raw = "gpu_health_rows_written_total{table=\"gpu_metrics\"}";
-    for key in [
-        events.as_str(),
-        raw,
-        "gpu_health_e2e_latency_seconds_count",
-        "gpu_health_flush_latency_seconds_count",
-        "gpu_health_batch_messages_count",
-    ] {
+    for key in moving {
         assert!(
             sample(&second, key) > sample(&first, key),
             "{key} did not move: {} then {}",

@@ -4,6 +4,7 @@
 //! once reading the fixture from Kafka (Tansu, KAFKA_BROKERS). These tests stop a
 //! server, so each starts a private cluster of its own with `scripts/timescaledb.sh`.
 
+#[macro_use]
 mod common;
 
 use std::path::{Path, PathBuf};
@@ -77,11 +78,13 @@ async fn next_offsets(url: &str) -> i64 {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn database_outage_pauses_input_and_loses_nothing() {
+    require_services!(database_outage_pauses_input_and_loses_nothing: "DATABASE_URL");
     outage(None).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn database_outage_pauses_kafka_input_and_loses_nothing() {
+    require_services!(database_outage_pauses_kafka_input_and_loses_nothing: "DATABASE_URL", "KAFKA_BROKERS");
     let brokers = std::env::var("KAFKA_BROKERS").expect(
         "KAFKA_BROKERS is not set: run the tests with scripts/test.sh, which starts a broker",
     );
@@ -96,6 +99,7 @@ async fn database_outage_pauses_kafka_input_and_loses_nothing() {
         // A paused partition is fetched again from inside a batch, which Tansu 0.6
         // cannot do (it returns the next batch); one record per batch avoids it.
         batch_records: Some(1),
+        properties: Vec::new(),
     })
     .await
     .unwrap();

@@ -2,6 +2,7 @@
 //! naive computations over the stored rows, the same reports from TimescaleDB equal to
 //! the Parquet ones, and the output formats.
 
+#[macro_use]
 mod common;
 
 use std::collections::{BTreeMap, HashMap};
@@ -330,6 +331,7 @@ async fn ecc_sums_equal_the_counter_increases_of_the_raw_samples() {
 /// the same input: one SQL text, two engines.
 #[tokio::test(flavor = "multi_thread")]
 async fn timescale_and_parquet_give_the_same_reports() {
+    require_services!(timescale_and_parquet_give_the_same_reports: "DATABASE_URL");
     let (url, _) = fresh_db("t_reports").await;
     backfill(&url, None).await;
     let db = Store::timescale(&url).await.unwrap();

@@ -2,6 +2,7 @@
 //! the test cluster's self-signed certificate for 127.0.0.1), and no password in an
 //! error or a log line.
 
+#[macro_use]
 mod common;
 
 use std::path::PathBuf;
@@ -37,6 +38,7 @@ async fn encrypted(url: &str) -> anyhow::Result<bool> {
 
 #[tokio::test]
 async fn tls_follows_the_libpq_parameters() {
+    require_services!(tls_follows_the_libpq_parameters: "DATABASE_URL");
     let url = server_url();
     let cert = server_cert().await;
     let cert = cert.display();

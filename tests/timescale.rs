@@ -2,6 +2,7 @@
 //! DATABASE_URL). Each test works in a database of its own. Expected values come from
 //! SQL over the raw rows (`time_bucket`, window functions), not from the processor.
 
+#[macro_use]
 mod common;
 
 use common::db::{apply_schema, backfill, checksums, fresh_db, scalar_i64};
@@ -103,6 +104,7 @@ fn mismatch_sql(table: &str, width: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn schema_apply_twice_changes_nothing() {
+    require_services!(schema_apply_twice_changes_nothing: "DATABASE_URL");
     let (_, mut c) = fresh_db("t_schema_twice").await;
     let first = apply_schema(&mut c).await.unwrap();
     assert!(!first.applied.is_empty());
@@ -146,6 +148,7 @@ async fn schema_apply_twice_changes_nothing() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn fixture_backfill_equals_sql_over_raw_rows_and_replays_idempotently() {
+    require_services!(fixture_backfill_equals_sql_over_raw_rows_and_replays_idempotently: "DATABASE_URL");
     let (url, c) = fresh_db("t_backfill").await;
     let report = backfill(&url, None).await;
     assert!(report.books_balance());
@@ -248,6 +251,7 @@ async fn fixture_backfill_equals_sql_over_raw_rows_and_replays_idempotently() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn retention_drops_chunks_older_than_the_policy() {
+    require_services!(retention_drops_chunks_older_than_the_policy: "DATABASE_URL");
     let (_, mut c) = fresh_db("t_retention").await;
     let r = apply_schema(&mut c).await.unwrap();
     let insert = "INSERT INTO gpu_metrics (time, gpu_uuid, hostname, validation_passed) VALUES ($1, 'GPU-00000000-0000', 'h', true)";
@@ -258,7 +262,7 @@ async fn retention_drops_chunks_older_than_the_policy() {
             .unwrap();
     }
     if r.edition == Edition::Apache {
-        let dropped = gpu_health::sink::timescale::enforce_retention(&c)
+        let dropped = gpu_health::db::maintain::enforce_retention(&c)
             .await
             .unwrap();
         assert_eq!(dropped, 3);
@@ -291,6 +295,7 @@ async fn sqlstate(c: &Client, sql: &str) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn roles_have_least_privilege() {
+    require_services!(roles_have_least_privilege: "DATABASE_URL");
     let (_, mut c) = fresh_db("t_roles").await;
     apply_schema(&mut c).await.unwrap();
     let insert = "INSERT INTO gpu_metrics (time, gpu_uuid, hostname, validation_passed) VALUES (now(), 'GPU-00000000-0001', 'h', true)";

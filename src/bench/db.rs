@@ -17,13 +17,14 @@ use bytes::BytesMut;
 use datafusion::arrow::record_batch::RecordBatch;
 use tokio_postgres::Client;
 
-use super::{Stage, peak_rss_mib};
+use super::{Timed, peak_rss_mib};
 use crate::config::PipelineConfig;
 use crate::db::copy::{copy_header, copy_trailer, encode_rows};
 use crate::db::{connect, redact, with_database};
 use crate::dump::Message;
 use crate::event::decoder::decode_batch;
 use crate::generate::{GenerateOptions, Manifest, generate, generate_to_file, manifest_path};
+use crate::internal_events::Events;
 use crate::pipeline::Pipeline;
 use crate::sink::{FlushSet, Sink, TimescaleOptions, TimescaleSink};
 use crate::source::Source;
@@ -115,7 +116,7 @@ async fn raw_ingest(admin_url: &str, url: &str, opts: &DbBenchOptions) -> Result
     let batches: Vec<RecordBatch> = msgs
         .chunks(BATCH)
         .map(|c| decode_batch(c, &limits, cfg.engine.decode_threads()).map(|d| d.raw))
-        .collect::<Result<_>>()?;
+        .collect::<Result<_, _>>()?;
     drop(msgs);
     let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
 
@@ -175,7 +176,7 @@ async fn raw_ingest(admin_url: &str, url: &str, opts: &DbBenchOptions) -> Result
                     raw: vec![b.clone()],
                     ..Default::default()
                 };
-                sink.write(&set).await?;
+                sink.write(&set, &Events::new()).await?;
             }
             rates.push(rows as f64 / t.elapsed().as_secs_f64());
             check_count(&client, rows, rows).await?;
@@ -196,7 +197,7 @@ async fn raw_ingest(admin_url: &str, url: &str, opts: &DbBenchOptions) -> Result
 }
 
 async fn sink(url: &str) -> Result<TimescaleSink> {
-    TimescaleSink::connect(TimescaleOptions {
+    Ok(TimescaleSink::connect(TimescaleOptions {
         url: url.to_owned(),
         consumer_group: "bench".into(),
         apply_schema: false,
@@ -204,7 +205,7 @@ async fn sink(url: &str) -> Result<TimescaleSink> {
         retention_interval: Duration::from_secs(3600),
         max_backoff: Duration::from_secs(10),
     })
-    .await
+    .await?)
 }
 
 async fn truncate(client: &Client) -> Result<()> {
@@ -275,9 +276,9 @@ async fn backfill(admin_url: &str, url: &str, opts: &DbBenchOptions) -> Result<(
         path = dump.display().to_string()
     );
     let cfg = PipelineConfig::parse(&text, "bench backfill pipeline")?;
-    let source = Source::from_config(&cfg.source, None, &cfg.name)?;
+    let source = Source::from_config(&cfg.source, None, &cfg.name, &Events::new())?;
     let sink = Sink::Timescale(Box::new(sink(url).await?));
-    let t = Stage::start();
+    let t = Timed::start();
     let report = Pipeline::new(cfg).run(source, sink).await?;
     let secs = t.wall.elapsed().as_secs_f64();
     println!(

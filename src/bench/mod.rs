@@ -11,13 +11,12 @@ use anyhow::Result;
 
 use crate::config::{DEMO_PIPELINE, PipelineConfig};
 use crate::dump::Message;
-use crate::event::columns::RawColumns;
 use crate::event::decoder::decode_batch;
 use crate::generate::{GenerateOptions, generate};
-use crate::health::HealthTracker;
+use crate::internal_events::Events;
 use crate::pipeline::Pipeline;
 use crate::sink::{ParquetSink, Sink};
-use crate::window::WindowOperator;
+use crate::stage::Engine;
 
 pub(crate) fn peak_rss_mib() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -39,14 +38,14 @@ fn cpu_seconds() -> f64 {
 }
 
 /// Times a stage: wall clock and CPU.
-pub(crate) struct Stage {
+pub(crate) struct Timed {
     pub(crate) wall: Instant,
     cpu: f64,
 }
 
-impl Stage {
+impl Timed {
     pub(crate) fn start() -> Self {
-        Stage {
+        Timed {
             wall: Instant::now(),
             cpu: cpu_seconds(),
         }
@@ -74,7 +73,7 @@ pub async fn run(gpus: usize, hours: f64) -> Result<()> {
         interval_s: 10,
         ..Default::default()
     };
-    let t = Stage::start();
+    let t = Timed::start();
     let mut msgs: Vec<Message> = Vec::new();
     generate(&opts, &mut |m| {
         msgs.push(m);
@@ -95,7 +94,7 @@ pub async fn run(gpus: usize, hours: f64) -> Result<()> {
     let limits = cfg.validation.decode_limits();
 
     // 0. The floor: serde_json skimming every message without building anything.
-    let t = Stage::start();
+    let t = Timed::start();
     let mut ok = 0usize;
     for m in &msgs {
         ok += serde_json::from_slice::<serde::de::IgnoredAny>(&m.value).is_ok() as usize;
@@ -106,7 +105,7 @@ pub async fn run(gpus: usize, hours: f64) -> Result<()> {
     );
 
     // 1. Decode only.
-    let t = Stage::start();
+    let t = Timed::start();
     let mut decoded = Vec::new();
     for chunk in msgs.chunks(batch) {
         decoded.push(decode_batch(chunk, &limits, threads)?);
@@ -114,33 +113,31 @@ pub async fn run(gpus: usize, hours: f64) -> Result<()> {
     println!("decode ({threads} threads):      {}", t.rate(msgs.len()));
 
     // 2. Windows + scores over pre-decoded batches.
-    let wcfg = cfg.window.to_window_config();
-    let mut window = WindowOperator::new(wcfg);
-    let mut health = HealthTracker::new(10, wcfg.late_horizon_us);
-    let t = Stage::start();
+    let mut engine = Engine::new(crate::stage::standard(&cfg));
+    let events = Events::new();
+    let t = Timed::start();
     let mut rows = 0usize;
+    let mut scored = 0usize;
+    let mut state_bytes = 0usize;
     for (chunk, d) in msgs.chunks(batch).zip(&decoded) {
         let parts: Vec<i32> = d.row_message.iter().map(|&i| chunk[i].partition).collect();
-        let (adm, em) = window.ingest(&d.raw, &parts, Instant::now()).await?;
-        health.observe(&RawColumns::new(&d.raw), &adm);
-        health.apply_deltas(&em.delta_changes);
-        health.close_days(em.watermark, window.gpus());
+        let out = engine.step(&d.raw, &parts, &events, Instant::now()).await?;
+        scored += out.scored.len();
         rows += d.raw.num_rows();
+        state_bytes = state_bytes.max(engine.state_size().approx_bytes);
     }
-    let em = window.finish()?;
-    health.apply_deltas(&em.delta_changes);
-    let scored = health.finish(window.gpus());
+    scored += engine.finish(&events, Instant::now())?.scored.len();
     println!(
-        "windows + scores:          {}  ({} GPU-days scored, state {:.0} MiB at end)",
+        "windows + scores:          {}  ({} GPU-days scored, peak state {:.0} MiB)",
         t.rate(rows),
-        scored.len(),
-        (window.state_size().approx_bytes + health.state_bytes()) as f64 / 1048576.0
+        scored,
+        state_bytes as f64 / 1048576.0
     );
     drop(decoded);
 
     // 3. Decode + windows + scores (no sink): the DESIGN 9 bar.
     let mut pipeline = Pipeline::new(cfg.clone());
-    let t = Stage::start();
+    let t = Timed::start();
     for chunk in msgs.chunks(batch) {
         let set = pipeline.step(chunk).await?;
         drop(set);
@@ -152,13 +149,13 @@ pub async fn run(gpus: usize, hours: f64) -> Result<()> {
     let dir = std::env::temp_dir().join(format!("gpu-health-bench-{}", std::process::id()));
     let mut sink = Sink::Parquet(ParquetSink::create(&dir, 1_000_000)?);
     let mut pipeline = Pipeline::new(cfg.clone());
-    let t = Stage::start();
+    let t = Timed::start();
     for chunk in msgs.chunks(batch) {
         let set = pipeline.step(chunk).await?;
-        sink.write(set).await?;
+        sink.write(set, &events).await?;
     }
-    sink.write(pipeline.finish()?).await?;
-    sink.close().await?;
+    sink.write(pipeline.finish()?, &events).await?;
+    sink.close(&events).await?;
     println!("end to end into Parquet:   {}", t.rate(msgs.len()));
     let _ = std::fs::remove_dir_all(&dir);
     println!(

@@ -7,6 +7,8 @@
 use std::collections::HashMap;
 
 use anyhow::Result;
+
+use crate::error::{DbError, PgContext};
 use chrono::{DateTime, Utc};
 use datafusion::arrow::array::{Array, AsArray, StringArray};
 use datafusion::arrow::datatypes::TimestampMicrosecondType;
@@ -108,7 +110,7 @@ pub fn span(assets: &[Asset]) -> Option<(i64, i64)> {
 }
 
 /// Upserts the assets of a flush (see `from_raw`), set-based (one statement).
-pub async fn upsert(tx: &Transaction<'_>, assets: &[Asset]) -> Result<u64> {
+pub async fn upsert(tx: &Transaction<'_>, assets: &[Asset]) -> Result<u64, DbError> {
     if assets.is_empty() {
         return Ok(0);
     }
@@ -129,6 +131,7 @@ pub async fn upsert(tx: &Transaction<'_>, assets: &[Asset]) -> Result<u64> {
                 &last,
             ],
         )
-        .await?;
+        .await
+        .doing(|| "upserting gpu_assets".into())?;
     Ok(n)
 }

@@ -4,7 +4,7 @@
 //! and records them in `gpu_health.schema_migrations` with a checksum. Re-applying
 //! changes nothing; a recorded file whose text changed is an error, not a silent skip.
 
-use anyhow::{Context, Result, bail};
+use crate::error::{DbError, PgContext};
 use tokio_postgres::Client;
 
 use super::{Edition, edition};
@@ -73,18 +73,21 @@ pub struct ApplyReport {
 }
 
 /// The migrations of this edition not yet recorded (none when the schema is current).
-pub async fn pending(client: &Client) -> Result<Vec<&'static str>> {
+pub async fn pending(client: &Client) -> Result<Vec<&'static str>, DbError> {
+    let reading = || "reading the applied migrations".to_owned();
     let present = client
         .query_one(
             "SELECT to_regclass('gpu_health.schema_migrations') IS NOT NULL",
             &[],
         )
-        .await?
+        .await
+        .doing(reading)?
         .get::<_, bool>(0);
     let recorded: Vec<String> = if present {
         client
             .query("SELECT version FROM gpu_health.schema_migrations", &[])
-            .await?
+            .await
+            .doing(reading)?
             .iter()
             .map(|r| r.get(0))
             .collect()
@@ -100,7 +103,7 @@ pub async fn pending(client: &Client) -> Result<Vec<&'static str>> {
 }
 
 /// Applies what is missing; idempotent.
-pub async fn apply(client: &mut Client) -> Result<ApplyReport> {
+pub async fn apply(client: &mut Client) -> Result<ApplyReport, DbError> {
     client
         .batch_execute(
             "CREATE EXTENSION IF NOT EXISTS timescaledb;
@@ -111,7 +114,7 @@ pub async fn apply(client: &mut Client) -> Result<ApplyReport> {
                  applied_at timestamptz NOT NULL DEFAULT now());",
         )
         .await
-        .context("creating the migrations table")?;
+        .doing(|| "creating the migrations table".into())?;
     let ed = edition(client).await?;
     let mut report = ApplyReport {
         edition: ed,
@@ -125,32 +128,33 @@ pub async fn apply(client: &mut Client) -> Result<ApplyReport> {
                 "SELECT checksum FROM gpu_health.schema_migrations WHERE version = $1",
                 &[name],
             )
-            .await?;
+            .await
+            .doing(|| format!("reading the record of {name}"))?;
         if let Some(row) = recorded {
             let old: String = row.get(0);
             if old != sum {
-                bail!(
+                return Err(DbError::Schema(format!(
                     "migration {name} was applied with checksum {old} but the file now has {sum}: \
                      migrations are append-only, add a new file instead"
-                );
+                )));
             }
             report.already.push((*name).to_owned());
             continue;
         }
         let record = "INSERT INTO gpu_health.schema_migrations (version, checksum) VALUES ($1, $2)";
         if sql.starts_with(NO_TRANSACTION) {
+            let applying = || format!("applying {name}");
+            client.batch_execute(sql).await.doing(applying)?;
             client
-                .batch_execute(sql)
+                .execute(record, &[name, &sum])
                 .await
-                .with_context(|| format!("applying {name}"))?;
-            client.execute(record, &[name, &sum]).await?;
+                .doing(applying)?;
         } else {
-            let tx = client.transaction().await?;
-            tx.batch_execute(sql)
-                .await
-                .with_context(|| format!("applying {name}"))?;
-            tx.execute(record, &[name, &sum]).await?;
-            tx.commit().await?;
+            let applying = || format!("applying {name}");
+            let tx = client.transaction().await.doing(applying)?;
+            tx.batch_execute(sql).await.doing(applying)?;
+            tx.execute(record, &[name, &sum]).await.doing(applying)?;
+            tx.commit().await.doing(applying)?;
         }
         report.applied.push((*name).to_owned());
     }

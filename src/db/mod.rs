@@ -2,14 +2,18 @@
 //! URL held in the environment (never logged with its password), telling the edition
 //! apart, and applying the ordered migrations of `schema/`.
 
-pub mod assets;
-pub mod copy;
+pub(crate) mod assets;
+pub(crate) mod copy;
+pub mod maintain;
 pub mod migrate;
+pub(crate) mod state;
 pub mod status;
-pub mod tls;
+pub(crate) mod tls;
 
 use anyhow::{Context, Result, bail};
 use tokio_postgres::Client;
+
+use crate::error::{DbError, PgContext};
 
 /// Where the database URL comes from: `GPU_HEALTH_DATABASE_URL`, then `DATABASE_URL`,
 /// or a file named by `GPU_HEALTH_DATABASE_URL_FILE` (for mounted secrets).
@@ -137,12 +141,16 @@ pub fn with_database(url: &str, dbname: &str) -> Result<String> {
 
 /// Connects and drives the connection on the runtime, with TLS as the URL's libpq
 /// parameters say (`tls`; `prefer` when they say nothing).
-pub async fn connect(url: &str) -> Result<Client> {
-    let (plain, settings) = tls::split(url).with_context(|| format!("in {}", redact(url)))?;
-    let connector = tls::connector(&settings).with_context(|| format!("in {}", redact(url)))?;
+pub async fn connect(url: &str) -> Result<Client, DbError> {
+    let settings_error = |source: anyhow::Error| DbError::Settings {
+        doing: format!("in {}", redact(url)),
+        source: source.into(),
+    };
+    let (plain, settings) = tls::split(url).map_err(settings_error)?;
+    let connector = tls::connector(&settings).map_err(settings_error)?;
     let (client, connection) = tokio_postgres::connect(&plain, connector)
         .await
-        .with_context(|| format!("connecting to {}", redact(url)))?;
+        .doing(|| format!("connecting to {}", redact(url)))?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::warn!(error = %e, "database connection closed");
@@ -170,16 +178,18 @@ impl Edition {
 }
 
 /// Reads `SHOW timescaledb.license`; never guesses from error text.
-pub async fn edition(client: &Client) -> Result<Edition> {
+pub async fn edition(client: &Client) -> Result<Edition, DbError> {
     let row = client
         .query_one("SHOW timescaledb.license", &[])
         .await
-        .context("SHOW timescaledb.license: is the timescaledb extension loaded?")?;
+        .doing(|| "SHOW timescaledb.license: is the timescaledb extension loaded?".into())?;
     let license: String = row.get(0);
     match license.as_str() {
         "timescale" => Ok(Edition::Timescale),
         "apache" => Ok(Edition::Apache),
-        other => bail!("unknown timescaledb.license {other:?}"),
+        other => Err(DbError::Schema(format!(
+            "unknown timescaledb.license {other:?}"
+        ))),
     }
 }
 

@@ -71,14 +71,6 @@ impl RawBatchBuilder {
         }
     }
 
-    pub fn len(&self) -> usize {
-        self.rows
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.rows == 0
-    }
-
     pub fn append(&mut self, s: &RawSample) {
         self.time.append_value(s.time_us);
         self.gpu_uuid.append_value(&s.gpu_uuid);

@@ -34,22 +34,6 @@ pub enum DeadReason {
 }
 
 impl DeadReason {
-    pub const ALL: [DeadReason; 13] = [
-        DeadReason::NotJson,
-        DeadReason::NotObject,
-        DeadReason::TooLarge,
-        DeadReason::Malformed,
-        DeadReason::MissingGpuUuid,
-        DeadReason::InvalidGpuUuid,
-        DeadReason::MissingHostname,
-        DeadReason::InvalidHostname,
-        DeadReason::MissingTimestamp,
-        DeadReason::InvalidTimestamp,
-        DeadReason::TimestampTooOld,
-        DeadReason::TimestampInFuture,
-        DeadReason::TooLate,
-    ];
-
     pub fn as_str(self) -> &'static str {
         match self {
             DeadReason::NotJson => "not_json",

@@ -2,7 +2,6 @@
 //! letters, decoded in parallel on scoped threads (each thread owns its builders,
 //! the batches are concatenated in message order).
 
-use anyhow::{Context, Result};
 use datafusion::arrow::compute::concat_batches;
 use datafusion::arrow::record_batch::RecordBatch;
 
@@ -11,6 +10,7 @@ use super::dead_letter::{DeadLetter, DeadReason};
 use super::decode::{DecodeLimits, Decoded, SoftReason, decode};
 use super::schema::raw_schema;
 use crate::dump::Message;
+use crate::error::DecodeError;
 
 /// The decoded form of one micro-batch.
 pub struct DecodedBatch {
@@ -30,7 +30,11 @@ fn soft_index(r: SoftReason) -> usize {
 /// One thread's share: (raw rows, their message indexes, dead letters, soft counts).
 type ChunkOutput = (RecordBatch, Vec<usize>, Vec<DeadLetter>, [u64; 3]);
 
-fn decode_chunk(msgs: &[Message], base: usize, limits: &DecodeLimits) -> Result<ChunkOutput> {
+fn decode_chunk(
+    msgs: &[Message],
+    base: usize,
+    limits: &DecodeLimits,
+) -> Result<ChunkOutput, DecodeError> {
     let mut builder = RawBatchBuilder::with_capacity(msgs.len());
     let mut rows = Vec::with_capacity(msgs.len());
     let mut dead = Vec::new();
@@ -47,7 +51,7 @@ fn decode_chunk(msgs: &[Message], base: usize, limits: &DecodeLimits) -> Result<
             Decoded::Dead(reason, detail) => dead.push(DeadLetter::new(m, reason, detail)),
         }
     }
-    let batch = builder.finish().context("building a raw batch")?;
+    let batch = builder.finish()?;
     Ok((batch, rows, dead, soft))
 }
 
@@ -56,9 +60,9 @@ pub fn decode_batch(
     msgs: &[Message],
     limits: &DecodeLimits,
     threads: usize,
-) -> Result<DecodedBatch> {
+) -> Result<DecodedBatch, DecodeError> {
     let threads = threads.max(1).min(msgs.len().div_ceil(4096).max(1));
-    let parts: Vec<Result<_>> = if threads == 1 {
+    let parts: Vec<Result<_, DecodeError>> = if threads == 1 {
         vec![decode_chunk(msgs, 0, limits)]
     } else {
         let chunk = msgs.len().div_ceil(threads);
@@ -70,10 +74,7 @@ pub fn decode_batch(
                 .collect();
             handles
                 .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| Err(anyhow::anyhow!("decoder thread panicked")))
-                })
+                .map(|h| h.join().unwrap_or(Err(DecodeError::Panicked)))
                 .collect()
         })
     };
@@ -95,7 +96,7 @@ pub fn decode_batch(
             .pop()
             .unwrap_or_else(|| RecordBatch::new_empty(raw_schema()))
     } else {
-        concat_batches(&raw_schema(), &batches).context("concatenating decoded batches")?
+        concat_batches(&raw_schema(), &batches)?
     };
     Ok(DecodedBatch {
         raw,

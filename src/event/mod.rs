@@ -9,6 +9,4 @@ pub mod decode;
 pub mod decoder;
 pub mod schema;
 
-pub use batch::RawBatchBuilder;
-pub use dead_letter::{DeadLetter, DeadReason};
-pub use decode::{DecodeLimits, Decoded, RawSample, SoftReason, decode};
+pub use decode::{DecodeLimits, SoftReason};

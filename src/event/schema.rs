@@ -301,6 +301,7 @@ pub const GPU_TEMP: usize = metric_index("gpu_temp");
 pub const MEMORY_TEMP: usize = metric_index("memory_temp");
 pub const POWER: usize = metric_index("power_usage");
 pub const THROTTLE: usize = metric_index("throttle_reasons");
+#[cfg(test)]
 pub const FB_USED: usize = metric_index("fb_used_bytes");
 pub const ECC_DBE_VOLATILE: usize = metric_index("ecc_dbe_volatile");
 pub const ECC_SBE_AGG: usize = metric_index("ecc_sbe_aggregate");
@@ -308,11 +309,8 @@ pub const ECC_DBE_AGG: usize = metric_index("ecc_dbe_aggregate");
 pub const RETIRED_PAGES: usize = metric_index("retired_pages_dbe");
 pub const SM_ACTIVE: usize = metric_index("sm_active");
 pub const SM_CLOCK: usize = metric_index("sm_clock_mhz");
-pub const PCIE_TX: usize = metric_index("pcie_tx_bytes_per_sec");
-pub const PCIE_RX: usize = metric_index("pcie_rx_bytes_per_sec");
 pub const REMAP_PENDING: usize = metric_index("row_remap_pending");
 pub const REMAP_FAILURE: usize = metric_index("row_remap_failure");
-pub const REMAPPED_UNCORRECTABLE: usize = metric_index("remapped_rows_uncorrectable");
 pub const XID: usize = metric_index("xid");
 
 /// Identity columns before the metrics, in table order.

@@ -22,7 +22,9 @@ use crate::event::schema::{
     SM_ACTIVE, SM_CLOCK, THROTTLE, XID,
 };
 use crate::window::bucket::DAY_US;
-use crate::window::operator::{Admission, DeltaChange, GpuInfo, RowStatus};
+use crate::window::fleet::GpuInfo;
+use crate::window::operator::{Admission, DeltaChange, RowStatus};
+use crate::window::watermark::Watermark;
 
 /// A fixed-width histogram with saturating 16-bit counts (a day has 8,640 samples at
 /// 10 s, far below 65,535).
@@ -68,6 +70,7 @@ impl Histogram {
         Some(self.lo + (self.counts.len() - 1) as f64 * self.width)
     }
 
+    #[cfg(test)]
     pub fn bin_width(&self) -> f64 {
         self.width
     }
@@ -283,8 +286,12 @@ impl HealthTracker {
         }
     }
 
-    /// Closes every day that ended at least `late_horizon` before the watermark.
-    pub fn close_days(&mut self, watermark: i64, gpus: &[GpuInfo]) -> Vec<ScoredDay> {
+    /// Closes every day that ended at least `late_horizon` before the watermark (an
+    /// ended input closes its days in `finish`).
+    pub fn close_days(&mut self, watermark: Watermark, gpus: &[GpuInfo]) -> Vec<ScoredDay> {
+        let Watermark::At(watermark) = watermark else {
+            return Vec::new();
+        };
         let close_before = (watermark.saturating_sub(self.late_horizon_us)).div_euclid(DAY_US);
         self.close_until(close_before, gpus, None)
     }
@@ -360,14 +367,16 @@ impl HealthTracker {
     }
 
     /// Takes over a GPU's daily state from a checkpoint.
-    pub fn restore_gpu(&mut self, gpu: u32, mut state: GpuHistory, max_event_us: i64) {
+    pub fn restore_gpu(&mut self, gpu: u32, mut state: GpuHistory, max_event_us: Option<i64>) {
         // A GPU that never closed a day starts closing at its first day, whatever this
         // tracker has closed already.
         if state.closed_before.is_none() {
             state.closed_before = state.first_seen_us.map(|t| t.div_euclid(DAY_US));
         }
         *self.history(gpu) = state;
-        self.max_event_us = self.max_event_us.max(max_event_us);
+        if let Some(t) = max_event_us {
+            self.max_event_us = self.max_event_us.max(t);
+        }
     }
 
     /// Drops a GPU whose partition went to another instance: it is not scored here.
@@ -378,8 +387,8 @@ impl HealthTracker {
     }
 
     /// The newest accepted event time (judges a bounded input's last day).
-    pub fn max_event_us(&self) -> i64 {
-        self.max_event_us
+    pub fn max_event_us(&self) -> Option<i64> {
+        (self.max_event_us != i64::MIN).then_some(self.max_event_us)
     }
 
     fn features(

@@ -22,7 +22,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use super::daily::ScoredDay;
 use super::model::{DayScore, Dimension};
 use crate::event::schema::time_type;
-use crate::window::operator::GpuInfo;
+use crate::window::fleet::GpuInfo;
 
 pub const MODEL_NAME: &str = "gpu-health-ph";
 pub const MODEL_VERSION: &str = "1";

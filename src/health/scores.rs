@@ -12,7 +12,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use super::daily::ScoredDay;
 use super::model::SCORING_VERSION;
 use crate::event::schema::time_type;
-use crate::window::operator::GpuInfo;
+use crate::window::fleet::GpuInfo;
 
 const FLOATS: [&str; 20] = [
     "overall_score",

@@ -10,10 +10,11 @@ use anyhow::Result;
 use datafusion::arrow::record_batch::RecordBatch;
 
 use crate::config::SinkConfig;
-use crate::progress::PartitionCheckpoint;
+use crate::internal_events::Events;
+use crate::progress::{PartitionCheckpoint, SourcePosition};
 
 pub use parquet::ParquetSink;
-pub use timescale::{SourcePosition, TimescaleOptions, TimescaleSink};
+pub use timescale::{TimescaleOptions, TimescaleSink};
 pub use topics::TopicSink;
 
 /// Everything one pipeline step produced.
@@ -65,7 +66,9 @@ pub enum Sink {
 }
 
 impl Sink {
-    pub async fn from_config(cfg: &SinkConfig, pipeline: &str) -> Result<Self> {
+    /// `database_url`: the TimescaleDB sink's database (the pipeline reads it from the
+    /// environment).
+    pub async fn from_config(cfg: &SinkConfig, pipeline: &str, database_url: &str) -> Result<Self> {
         match cfg {
             SinkConfig::Parquet {
                 path,
@@ -82,7 +85,7 @@ impl Sink {
                 max_backoff,
             } => {
                 let opts = TimescaleOptions {
-                    url: crate::db::database_url_from_env()?,
+                    url: database_url.to_owned(),
                     consumer_group: consumer_group
                         .clone()
                         .unwrap_or_else(|| pipeline.to_owned()),
@@ -99,7 +102,11 @@ impl Sink {
     }
 
     /// Stores one flush; returns the rows it stored per table.
-    pub async fn write(&mut self, set: FlushSet) -> Result<[(&'static str, u64); 6]> {
+    pub async fn write(
+        &mut self,
+        set: FlushSet,
+        events: &Events,
+    ) -> Result<[(&'static str, u64); 6]> {
         match self {
             Sink::Parquet(p) => {
                 let rows = set.table_rows(false);
@@ -107,16 +114,16 @@ impl Sink {
                 Ok(rows)
             }
             Sink::Timescale(t) => {
-                t.write(&set).await?;
+                t.write(&set, events).await?;
                 Ok(set.table_rows(true))
             }
         }
     }
 
-    pub async fn close(self) -> Result<()> {
+    pub async fn close(self, events: &Events) -> Result<()> {
         match self {
             Sink::Parquet(p) => p.close(),
-            Sink::Timescale(t) => t.close().await,
+            Sink::Timescale(t) => Ok(t.close(events).await?),
         }
     }
 

@@ -2,14 +2,16 @@
 //! rows (binary COPY straight into `gpu_metrics`, or through a staging table with
 //! `ON CONFLICT DO NOTHING` once a conflict shows duplicates are possible), the rollups
 //! and scores it emitted (set-based upsert from staging), its dead letters, and the
-//! source offsets it consumed, and the `gpu_assets` rows its raw rows imply. A lost connection is retried with capped backoff while
-//! the source waits (input paused, memory bounded by one flush); nothing is lost.
+//! source offsets and engine checkpoints it consumed (through the state store,
+//! `crate::db::state`), and the `gpu_assets` rows its raw rows imply. An error of the
+//! `Retriable` class (a lost connection, a restarting server) is retried with capped
+//! backoff while the source waits (input paused, memory bounded by one flush); nothing
+//! is lost.
 //! On the Apache edition it also logs the time range each flush changed, refreshes the
 //! aggregates by those ranges and enforces retention.
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
 use bytes::BytesMut;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
@@ -19,12 +21,15 @@ use tracing::{debug, info, warn};
 
 use super::FlushSet;
 use crate::db::copy::{copy_header, copy_trailer, encode_rows, staging_ddl, upsert_from_staging};
+use crate::db::maintain::{enforce_retention, refresh_views};
+use crate::db::state::StateStore;
 use crate::db::{Edition, assets, connect, edition, redact, timestamptz};
+use crate::error::{DbError, ErrorClass, PgContext, chain};
 use crate::event::dead_letter::dead_letter_schema;
 use crate::event::schema::raw_schema;
 use crate::health::predict::predictions_schema;
 use crate::health::scores::scores_schema;
-pub use crate::progress::SourcePosition;
+use crate::internal_events::{Events, SinkRetried};
 use crate::window::rollup::rollup_schema;
 
 /// One target table and how rows reach it.
@@ -105,6 +110,8 @@ pub struct TimescaleOptions {
 pub struct TimescaleSink {
     opts: TimescaleOptions,
     client: Client,
+    /// Where the consumed offsets and checkpoints go, in each flush's transaction.
+    state: StateStore,
     edition: Edition,
     targets: [Target; 6],
     last_refresh: Option<Instant>,
@@ -119,18 +126,22 @@ pub struct TimescaleSink {
 /// How many flushes use staging after a direct COPY met a conflict.
 const STAGING_AFTER_CONFLICT: u32 = 16;
 
-async fn prepare_session(client: &Client, targets: &[Target]) -> Result<()> {
+async fn prepare_session(client: &Client, targets: &[Target]) -> Result<(), DbError> {
     for t in targets {
+        let ddl = staging_ddl(t.staging, &t.schema).map_err(|e| DbError::Encode {
+            doing: format!("laying out the staging table for {}", t.table),
+            source: e.into(),
+        })?;
         client
-            .batch_execute(&staging_ddl(t.staging, &t.schema)?)
+            .batch_execute(&ddl)
             .await
-            .with_context(|| format!("creating staging table for {}", t.table))?;
+            .doing(|| format!("creating staging table for {}", t.table))?;
     }
     Ok(())
 }
 
 impl TimescaleSink {
-    pub async fn connect(opts: TimescaleOptions) -> Result<Self> {
+    pub async fn connect(opts: TimescaleOptions) -> Result<Self, DbError> {
         let mut client = connect(&opts.url).await?;
         if opts.apply_schema {
             let r = crate::db::migrate::apply(&mut client).await?;
@@ -138,16 +149,17 @@ impl TimescaleSink {
         }
         let pending = crate::db::migrate::pending(&client).await?;
         if !pending.is_empty() {
-            anyhow::bail!(
+            return Err(DbError::Schema(format!(
                 "the database at {} lacks migrations {}: run `gpu-health schema apply` first",
                 redact(&opts.url),
                 pending.join(", ")
-            );
+            )));
         }
         let ed = edition(&client).await?;
         let targets = targets();
         prepare_session(&client, &targets).await?;
         Ok(TimescaleSink {
+            state: StateStore::new(&opts.url, &opts.consumer_group),
             opts,
             client,
             edition: ed,
@@ -174,8 +186,8 @@ impl TimescaleSink {
         )
     }
 
-    /// Writes one flush; retries it whole on connection loss.
-    pub async fn write(&mut self, set: &FlushSet) -> Result<()> {
+    /// Writes one flush; retries it whole while the error is `Retriable`.
+    pub async fn write(&mut self, set: &FlushSet, events: &Events) -> Result<(), DbError> {
         let mut backoff = Duration::from_millis(100);
         loop {
             match self.try_write(set).await {
@@ -183,19 +195,22 @@ impl TimescaleSink {
                     self.dirty_views |= n > 0;
                     break;
                 }
-                Err(e) if is_connection_error(&e) => self.reconnect(&e, &mut backoff).await,
+                Err(e) if e.class() == ErrorClass::Retriable => {
+                    self.reconnect(&e, &mut backoff, events).await
+                }
                 Err(e) => return Err(e),
             }
         }
-        self.maintain(false).await
+        self.maintain(false, events).await
     }
 
     /// Waits out one backoff step after a lost connection, then tries a new one; the
     /// caller retries its work either way.
-    async fn reconnect(&mut self, cause: &anyhow::Error, backoff: &mut Duration) {
-        crate::metrics::metrics().sink_retries.inc();
-        warn!(error = %format!("{cause:#}"), backoff_ms = backoff.as_millis() as u64,
-              "database unavailable; input paused, retrying");
+    async fn reconnect(&mut self, cause: &DbError, backoff: &mut Duration, events: &Events) {
+        events.emit(SinkRetried {
+            error: &chain(cause),
+            backoff: *backoff,
+        });
         tokio::time::sleep(*backoff).await;
         *backoff = (*backoff * 2).min(self.opts.max_backoff);
         if let Ok(client) = connect(&self.opts.url).await
@@ -205,8 +220,12 @@ impl TimescaleSink {
         }
     }
 
-    async fn try_write(&mut self, set: &FlushSet) -> Result<u64> {
-        let mut tx = self.client.transaction().await?;
+    async fn try_write(&mut self, set: &FlushSet) -> Result<u64, DbError> {
+        let mut tx = self
+            .client
+            .transaction()
+            .await
+            .doing(|| "starting the flush's transaction".into())?;
         let try_direct = self.staging_flushes_left == 0;
         let mut conflicted = false;
         let groups: [&[RecordBatch]; 6] = [
@@ -241,12 +260,12 @@ impl TimescaleSink {
             }
             copy_batches(&tx, t.staging, batches)
                 .await
-                .with_context(|| format!("copying into staging for {}", t.table))?;
+                .map_err(|e| e.within(format!("copying into staging for {}", t.table)))?;
             let sql = upsert_from_staging(t.table, t.staging, &t.schema, t.key, t.update);
             rows += tx
                 .execute(&sql, &[])
                 .await
-                .with_context(|| format!("upserting into {}", t.table))?;
+                .doing(|| format!("upserting into {}", t.table))?;
             debug!(
                 table = t.table,
                 rows = n,
@@ -254,46 +273,20 @@ impl TimescaleSink {
                 "staged and upserted"
             );
         }
-        let flush_assets = assets::from_raw(&set.raw)?;
-        assets::upsert(&tx, &flush_assets)
-            .await
-            .context("upserting gpu_assets")?;
+        let flush_assets = assets::from_raw(&set.raw).map_err(|e| DbError::Encode {
+            doing: "reading the flush's GPU identities".into(),
+            source: e.into(),
+        })?;
+        assets::upsert(&tx, &flush_assets).await?;
         if self.edition == Edition::Apache
             && let Some(span) = assets::span(&flush_assets)
         {
             invalidate(&tx, span).await?;
         }
-        for p in &set.offsets {
-            tx.execute(
-                "INSERT INTO gpu_health.consumed_offsets (consumer_group, topic, partition, next_offset)
-                 VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (consumer_group, topic, partition)
-                 DO UPDATE SET next_offset = EXCLUDED.next_offset, updated_at = now()",
-                &[&self.opts.consumer_group, &p.topic, &p.partition, &p.next_offset],
-            )
-            .await
-            .context("recording consumed offsets")?;
-        }
-        for c in &set.checkpoints {
-            tx.execute(
-                "INSERT INTO gpu_health.engine_checkpoints
-                        (consumer_group, topic, partition, next_offset, state)
-                 VALUES ($1, $2, $3, $4, $5)
-                 ON CONFLICT (consumer_group, topic, partition)
-                 DO UPDATE SET next_offset = EXCLUDED.next_offset, state = EXCLUDED.state,
-                               written_at = now()",
-                &[
-                    &self.opts.consumer_group,
-                    &c.topic,
-                    &c.partition,
-                    &c.next_offset,
-                    &c.state,
-                ],
-            )
-            .await
-            .context("storing the engine checkpoint")?;
-        }
-        tx.commit().await.context("committing the flush")?;
+        self.state
+            .record(&tx, &set.offsets, &set.checkpoints)
+            .await?;
+        tx.commit().await.doing(|| "committing the flush".into())?;
         self.staging_flushes_left = if conflicted {
             STAGING_AFTER_CONFLICT
         } else {
@@ -305,7 +298,7 @@ impl TimescaleSink {
     /// Apache edition: refreshes the aggregate views and enforces retention on their
     /// schedules. A lost connection defers the work to the next flush, except at the
     /// end of a run (`force`), which retries until the database is back.
-    pub async fn maintain(&mut self, force: bool) -> Result<()> {
+    pub async fn maintain(&mut self, force: bool, events: &Events) -> Result<(), DbError> {
         if self.edition != Edition::Apache {
             return Ok(());
         }
@@ -313,17 +306,19 @@ impl TimescaleSink {
         loop {
             match self.try_maintain(force).await {
                 Ok(()) => return Ok(()),
-                Err(e) if is_connection_error(&e) && !force => {
-                    warn!(error = %format!("{e:#}"), "database unavailable; maintenance deferred");
+                Err(e) if e.class() == ErrorClass::Retriable && !force => {
+                    warn!(error = %chain(&e), "database unavailable; maintenance deferred");
                     return Ok(());
                 }
-                Err(e) if is_connection_error(&e) => self.reconnect(&e, &mut backoff).await,
+                Err(e) if e.class() == ErrorClass::Retriable => {
+                    self.reconnect(&e, &mut backoff, events).await
+                }
                 Err(e) => return Err(e),
             }
         }
     }
 
-    async fn try_maintain(&mut self, force: bool) -> Result<()> {
+    async fn try_maintain(&mut self, force: bool) -> Result<(), DbError> {
         let due =
             |last: Option<Instant>, every: Duration| last.is_none_or(|l| l.elapsed() >= every);
         if self.dirty_views && (force || due(self.last_refresh, self.opts.refresh_interval)) {
@@ -346,8 +341,8 @@ impl TimescaleSink {
         Ok(())
     }
 
-    pub async fn close(mut self) -> Result<()> {
-        self.maintain(true).await
+    pub async fn close(mut self, events: &Events) -> Result<(), DbError> {
+        self.maintain(true, events).await
     }
 }
 
@@ -357,97 +352,66 @@ async fn copy_direct(
     tx: &mut Transaction<'_>,
     table: &str,
     batches: &[RecordBatch],
-) -> Result<Option<u64>> {
-    let sp = tx.savepoint("gh_direct").await?;
+) -> Result<Option<u64>, DbError> {
+    let sp = tx
+        .savepoint("gh_direct")
+        .await
+        .doing(|| "opening the direct COPY's savepoint".into())?;
     match copy_batches(&sp, table, batches).await {
         Ok(n) => {
-            sp.commit().await?;
+            sp.commit()
+                .await
+                .doing(|| "releasing the direct COPY's savepoint".into())?;
             Ok(Some(n))
         }
-        Err(e) if is_unique_violation(&e) => {
-            sp.rollback().await?;
+        Err(e) if e.is_unique_violation() => {
+            sp.rollback()
+                .await
+                .doing(|| "rolling the direct COPY back".into())?;
             Ok(None)
         }
-        Err(e) => Err(e.context(format!("copying into {table}"))),
+        Err(e) => Err(e.within(format!("copying into {table}"))),
     }
 }
 
-fn is_unique_violation(e: &anyhow::Error) -> bool {
-    e.chain().any(|cause| {
-        cause
-            .downcast_ref::<tokio_postgres::Error>()
-            .and_then(|pg| pg.code())
-            .is_some_and(|c| *c == tokio_postgres::error::SqlState::UNIQUE_VIOLATION)
-    })
-}
-
 /// Binary COPY of the batches into `target`; returns the rows copied.
-async fn copy_batches(tx: &Transaction<'_>, target: &str, batches: &[RecordBatch]) -> Result<u64> {
+async fn copy_batches(
+    tx: &Transaction<'_>,
+    target: &str,
+    batches: &[RecordBatch],
+) -> Result<u64, DbError> {
+    let copying = || format!("COPY into {target}");
     let sink = tx
         .copy_in(&format!("COPY {target} FROM STDIN (FORMAT binary)"))
-        .await?;
+        .await
+        .doing(copying)?;
     futures_util::pin_mut!(sink);
     let mut buf = BytesMut::with_capacity(1 << 20);
     copy_header(&mut buf);
     for b in batches {
-        encode_rows(b, &mut buf)?;
+        encode_rows(b, &mut buf).map_err(|e| DbError::Encode {
+            doing: format!("encoding rows for {target}"),
+            source: e.into(),
+        })?;
         if buf.len() > 4 << 20 {
-            sink.send(buf.split().freeze()).await?;
+            sink.send(buf.split().freeze()).await.doing(copying)?;
         }
     }
     copy_trailer(&mut buf);
-    sink.send(buf.split().freeze()).await?;
-    Ok(sink.finish().await?)
+    sink.send(buf.split().freeze()).await.doing(copying)?;
+    sink.finish().await.doing(copying)
 }
 
 /// Apache edition: logs the event-time range of the flush's raw rows, so that the next
 /// refresh recomputes only the aggregate buckets they touched.
-async fn invalidate(tx: &Transaction<'_>, (lo, hi): (i64, i64)) -> Result<()> {
+async fn invalidate(tx: &Transaction<'_>, (lo, hi): (i64, i64)) -> Result<(), DbError> {
     tx.execute(
         "INSERT INTO gpu_health.aggregate_invalidations (lo, hi) VALUES ($1, $2)",
         &[&timestamptz(lo), &timestamptz(hi)],
     )
     .await
-    .context(
-        "logging the changed time range for the aggregates (run `gpu-health schema apply`?)",
-    )?;
+    .doing(|| {
+        "logging the changed time range for the aggregates (run `gpu-health schema apply`?)".into()
+    })?;
     Ok(())
-}
-
-/// Refreshes the Apache stand-ins for continuous aggregates (the invalidated buckets of
-/// `gpu_temp_15min`, the `fleet_health_summary` view) through
-/// `gpu_health.refresh_aggregates()`, which runs as their owner so that
-/// the least-privilege writer role may call it.
-pub async fn refresh_views(client: &Client) -> Result<()> {
-    client
-        .query("SELECT gpu_health.refresh_aggregates()", &[])
-        .await
-        .context("refreshing the aggregate views")?;
-    Ok(())
-}
-
-/// Drops chunks older than each hypertable's policy (`gpu_health.retention_policies`)
-/// through `gpu_health.enforce_retention()`; returns how many chunks went.
-pub async fn enforce_retention(client: &Client) -> Result<u64> {
-    let rows = client
-        .query("SELECT * FROM gpu_health.enforce_retention()", &[])
-        .await
-        .context("enforcing retention with drop_chunks")?;
-    Ok(rows.len() as u64)
-}
-
-/// Whether an error means the connection (not the data) failed: worth retrying.
-fn is_connection_error(e: &anyhow::Error) -> bool {
-    e.chain().any(|cause| {
-        if let Some(pg) = cause.downcast_ref::<tokio_postgres::Error>() {
-            if pg.is_closed() {
-                return true;
-            }
-            if let Some(code) = pg.code() {
-                let c = code.code();
-                return c.starts_with("08") || c.starts_with("57P") || c == "53300";
-            }
-        }
-        cause.downcast_ref::<std::io::Error>().is_some()
-    })
 }

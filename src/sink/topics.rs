@@ -11,7 +11,7 @@
 
 use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Result, anyhow};
 use datafusion::arrow::array::{
     Array, BinaryArray, BooleanArray, Float64Array, Int32Array, Int64Array, StringArray,
     TimestampMicrosecondArray,
@@ -19,13 +19,14 @@ use datafusion::arrow::array::{
 use datafusion::arrow::datatypes::{DataType, TimeUnit};
 use datafusion::arrow::record_batch::RecordBatch;
 use futures_util::future::try_join_all;
-use rdkafka::config::ClientConfig;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::{Map, Value};
 
 use super::FlushSet;
 use crate::config::TopicsSection;
+use crate::error::KafkaError;
+use crate::kafka::{KafkaConnection, Role};
 
 /// One message to produce: topic, value, key, headers.
 struct Outgoing {
@@ -44,24 +45,17 @@ pub struct TopicSink {
 }
 
 impl TopicSink {
-    pub async fn connect(cfg: &TopicsSection) -> Result<Self> {
+    /// Creates the output topics where missing and the producer, both with the
+    /// section's properties (TLS, SASL).
+    pub async fn connect(cfg: &TopicsSection) -> Result<Self, KafkaError> {
+        let kafka = KafkaConnection::new(
+            &cfg.brokers,
+            cfg.properties.iter().map(|(k, v)| (k.clone(), v.clone())),
+        );
         for t in [&cfg.rollup_1m, &cfg.rollup_15m, &cfg.dead_letters] {
-            crate::replay::ensure_topic(&cfg.brokers, t, PARTITIONS).await?;
+            kafka.ensure_topic(t, PARTITIONS).await?;
         }
-        let mut client = ClientConfig::new();
-        client
-            .set("bootstrap.servers", &cfg.brokers)
-            .set("enable.idempotence", "true")
-            .set("linger.ms", "5")
-            // A dead letter keeps its original bytes, which may exceed 1 MB.
-            .set("message.max.bytes", "8388608")
-            .set("message.timeout.ms", "300000");
-        for (k, v) in &cfg.properties {
-            client.set(k, v);
-        }
-        let producer = client
-            .create()
-            .with_context(|| format!("creating a Kafka producer for {}", cfg.brokers))?;
+        let producer = kafka.producer(Role::TopicProducer)?;
         Ok(TopicSink {
             producer,
             cfg: cfg.clone(),
@@ -77,19 +71,23 @@ impl TopicSink {
 
     /// Produces a flush's rollups and dead letters and waits until the broker has
     /// acknowledged every one.
-    pub async fn write(&self, set: &FlushSet) -> Result<u64> {
+    pub async fn write(&self, set: &FlushSet) -> Result<u64, KafkaError> {
         let mut records: Vec<Outgoing> = Vec::new();
         for (topic, batches) in [
             (&self.cfg.rollup_1m, &set.updates_1m),
             (&self.cfg.rollup_15m, &set.updates_15m),
         ] {
+            let encoding = |source: anyhow::Error| KafkaError::Encode {
+                topic: topic.clone(),
+                source: source.into(),
+            };
             for batch in batches {
-                for row in rows_as_json(batch)? {
+                for row in rows_as_json(batch).map_err(encoding)? {
                     let key = row
                         .get("gpu_uuid")
                         .and_then(Value::as_str)
                         .map(|s| s.as_bytes().to_vec());
-                    let value = serde_json::to_vec(&row).context("encoding a rollup row")?;
+                    let value = serde_json::to_vec(&row).map_err(|e| encoding(e.into()))?;
                     records.push(Outgoing {
                         topic: topic.clone(),
                         value,
@@ -100,7 +98,12 @@ impl TopicSink {
             }
         }
         for batch in &set.dead_letters {
-            records.extend(dead_letter_records(batch, &self.cfg.dead_letters)?);
+            records.extend(dead_letter_records(batch, &self.cfg.dead_letters).map_err(
+                |source| KafkaError::Encode {
+                    topic: self.cfg.dead_letters.clone(),
+                    source: source.into(),
+                },
+            )?);
         }
         let sends = records.iter().map(|o| {
             let Outgoing {
@@ -121,7 +124,10 @@ impl TopicSink {
                 delivery
                     .await
                     .map(|_| ())
-                    .map_err(|(e, _)| anyhow!("producing to {topic}: {e}"))
+                    .map_err(|(source, _)| KafkaError::Produce {
+                        topic: topic.clone(),
+                        source,
+                    })
             }
         });
         try_join_all(sends).await?;

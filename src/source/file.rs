@@ -5,9 +5,8 @@ use std::collections::HashMap;
 use std::io::BufRead;
 use std::path::Path;
 
-use anyhow::{Context, Result};
-
 use crate::dump::{DumpRecord, Message, open_dump};
+use crate::error::SourceError;
 
 /// The bundled fixture (see `fixtures/README.md` for the command that made it).
 pub const EMBEDDED_FIXTURE: &[u8] = include_bytes!("../../fixtures/fleet-16gpu-3d.jsonl.zst");
@@ -23,15 +22,19 @@ pub struct FileSource {
 }
 
 impl FileSource {
-    pub fn open(path: &str, topic: &str) -> Result<Self> {
+    pub fn open(path: &str, topic: &str) -> Result<Self, SourceError> {
+        let opening = |source: crate::error::BoxError| SourceError::Open {
+            path: path.to_owned(),
+            source,
+        };
         let reader: Box<dyn BufRead + Send> = if path == EMBEDDED_NAME {
             Box::new(std::io::BufReader::with_capacity(
                 1 << 20,
                 zstd::stream::read::Decoder::new(EMBEDDED_FIXTURE)
-                    .context("opening the embedded fixture")?,
+                    .map_err(|e| opening(e.into()))?,
             ))
         } else {
-            open_dump(Path::new(path))?
+            open_dump(Path::new(path)).map_err(|e| opening(e.into()))?
         };
         Ok(FileSource {
             name: path.to_owned(),
@@ -47,14 +50,18 @@ impl FileSource {
         format!("file {} (topic {})", self.name, self.topic)
     }
 
-    pub fn next_batch(&mut self, max: usize) -> Result<Option<Vec<Message>>> {
+    pub fn next_batch(&mut self, max: usize) -> Result<Option<Vec<Message>>, SourceError> {
         let mut out = Vec::with_capacity(max.min(1 << 16));
         while out.len() < max {
             self.line.clear();
             let n = self
                 .reader
                 .read_line(&mut self.line)
-                .with_context(|| format!("reading {} line {}", self.name, self.line_no + 1))?;
+                .map_err(|source| SourceError::Io {
+                    path: self.name.clone(),
+                    line: self.line_no + 1,
+                    source,
+                })?;
             if n == 0 {
                 break;
             }
@@ -62,15 +69,14 @@ impl FileSource {
             if self.line.trim().is_empty() {
                 continue;
             }
-            let rec: DumpRecord = serde_json::from_str(&self.line).with_context(|| {
-                format!(
-                    "{} line {}: not a topic-dump record",
-                    self.name, self.line_no
-                )
-            })?;
-            let value = rec
-                .value_bytes()
-                .with_context(|| format!("{} line {}", self.name, self.line_no))?;
+            let damaged = |source: crate::error::BoxError| SourceError::Record {
+                path: self.name.clone(),
+                line: self.line_no,
+                source,
+            };
+            let rec: DumpRecord =
+                serde_json::from_str(&self.line).map_err(|e| damaged(e.into()))?;
+            let value = rec.value_bytes().map_err(|e| damaged(e.into()))?;
             let offset = self.next_offset.entry(rec.partition).or_insert(0);
             out.push(Message {
                 key: rec.key.map(String::into_bytes),

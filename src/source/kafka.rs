@@ -1,8 +1,9 @@
 //! The Kafka source (DESIGN 4): one member of a consumer group. Where the sink stores
 //! offsets with the data (TimescaleDB), those are the truth: on assignment, every newly
 //! owned partition starts at its stored checkpoint (the offset and the engine state at
-//! it, read from the database inside the rebalance callback; the beginning when none is
-//! stored), and the state goes to the pipeline. Kafka's own committed offsets follow
+//! it, read from the state store inside the rebalance callback, on the runtime the
+//! consumer is polled on; the beginning when none is stored), and the state goes to
+//! the pipeline. Kafka's own committed offsets follow
 //! each stored flush, for lag monitoring only.
 //!
 //! Rebalance: before partitions are given up, every flush already handed to the sink is
@@ -24,8 +25,6 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol, StreamConsumer,
 };
@@ -35,26 +34,23 @@ use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tracing::{info, warn};
 
+use crate::db::state::{PartitionKey, StateStore};
 use crate::dump::Message;
+use crate::error::{DbError, ErrorClass, KafkaError, SourceError, chain};
+use crate::internal_events::{ConsumerLag, Events};
+use crate::kafka::KafkaConnection;
 use crate::progress::{InFlight, PartitionCheckpoint, Rebalance, SourcePosition};
-
-/// Where the offsets stored with the data live.
-#[derive(Debug, Clone)]
-pub struct OffsetStore {
-    pub url: String,
-    pub group: String,
-}
 
 /// Settings of the source.
 #[derive(Debug, Clone)]
 pub struct KafkaOptions {
-    pub brokers: String,
+    pub connection: KafkaConnection,
     pub topic: String,
     pub group: String,
     pub bounded: bool,
     pub end_linger: Duration,
-    pub properties: Vec<(String, String)>,
-    pub store: Option<OffsetStore>,
+    /// Where the checkpoints stored with the data are (none: start at the beginning).
+    pub store: Option<StateStore>,
     /// Partitions without a checkpoint start at this time (ms since the epoch).
     pub start_at_ms: Option<i64>,
 }
@@ -76,16 +72,19 @@ struct Shared {
     dropped: Vec<i32>,
     /// Partitions started at a stored offset whose first message has not come yet.
     resuming: HashMap<i32, i64>,
+    /// The state store refused for a reason waiting cannot fix: the source stops.
+    failure: Option<DbError>,
 }
 
 /// The consumer's callbacks: seeks assigned partitions to their stored checkpoints,
 /// lets partitions go only once what was handed out for them is stored, and feeds the
 /// lag gauge from librdkafka's statistics.
 struct ConsumerEvents {
-    store: Option<OffsetStore>,
+    store: Option<StateStore>,
     start_at_ms: Option<i64>,
     shared: Arc<Mutex<Shared>>,
     in_flight: Arc<InFlight>,
+    events: Events,
 }
 
 /// How long a revoke waits for the sink (a database outage can hold it up; past this
@@ -132,7 +131,16 @@ impl ConsumerEvents {
             .cloned()
             .collect();
         let stored = match (&self.store, gained.is_empty()) {
-            (Some(store), false) => load_checkpoints_retrying(store, &gained),
+            (Some(store), false) => match load_checkpoints(store, &gained) {
+                Ok(stored) => stored,
+                Err(e) => {
+                    // Nothing can start without its checkpoint: the source stops
+                    // with the error at its next fetch, the partitions unassigned.
+                    warn!(error = %chain(&e), "cannot read the stored checkpoints");
+                    shared.failure = Some(e);
+                    return;
+                }
+            },
             _ => HashMap::new(),
         };
         let by_time = match self.start_at_ms {
@@ -234,16 +242,18 @@ impl ClientContext for ConsumerEvents {
     /// flushes); before a partition's first commit, high watermark minus the position
     /// read.
     fn stats(&self, statistics: rdkafka::Statistics) {
-        let lag = &crate::metrics::metrics().consumer_lag;
         for (topic, t) in &statistics.topics {
             for (id, p) in &t.partitions {
                 // -1 is librdkafka's internal "unassigned" partition.
                 if *id < 0 {
                     continue;
                 }
-                let labels = [topic.as_str(), &id.to_string()];
                 if !p.desired {
-                    let _ = lag.remove_label_values(&labels);
+                    self.events.emit(ConsumerLag {
+                        topic,
+                        partition: *id,
+                        lag: None,
+                    });
                     continue;
                 }
                 let behind = if p.consumer_lag >= 0 {
@@ -253,8 +263,12 @@ impl ClientContext for ConsumerEvents {
                 } else {
                     None
                 };
-                if let Some(n) = behind {
-                    lag.with_label_values(&labels).set(n);
+                if behind.is_some() {
+                    self.events.emit(ConsumerLag {
+                        topic,
+                        partition: *id,
+                        lag: behind,
+                    });
                 }
             }
         }
@@ -291,69 +305,17 @@ impl ConsumerContext for ConsumerEvents {
     }
 }
 
-/// Reads the stored checkpoints of some partitions of a consumer group, on a thread of
-/// its own: the rebalance callback is synchronous and runs inside the consumer's poll.
+/// Reads the stored checkpoints of some partitions, waiting out an unavailable
+/// database. The rebalance callback is synchronous and runs inside the consumer's poll
+/// on a worker of the multi-threaded runtime (`KafkaSource::open` insists on one): the
+/// worker hands its other tasks to the rest of the pool while it waits.
 fn load_checkpoints(
-    store: &OffsetStore,
-    parts: &[(String, i32)],
-) -> Result<HashMap<(String, i32), PartitionCheckpoint>> {
-    let store = store.clone();
-    let topics: Vec<String> = parts.iter().map(|(t, _)| t.clone()).collect();
-    let partitions: Vec<i32> = parts.iter().map(|(_, p)| *p).collect();
-    std::thread::scope(|s| {
-        s.spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            rt.block_on(async {
-                let client = crate::db::connect(&store.url).await?;
-                let rows = client
-                    .query(
-                        "SELECT c.topic, c.partition, c.next_offset, c.state
-                           FROM gpu_health.engine_checkpoints c
-                           JOIN unnest($2::text[], $3::int[]) AS a(topic, partition)
-                             ON (a.topic, a.partition) = (c.topic, c.partition)
-                          WHERE c.consumer_group = $1",
-                        &[&store.group, &topics, &partitions],
-                    )
-                    .await
-                    .context("reading the stored checkpoints")?;
-                Ok(rows
-                    .iter()
-                    .map(|r| {
-                        let c = PartitionCheckpoint {
-                            topic: r.get(0),
-                            partition: r.get(1),
-                            next_offset: r.get(2),
-                            state: r.get(3),
-                        };
-                        ((c.topic.clone(), c.partition), c)
-                    })
-                    .collect())
-            })
-        })
-        .join()
-        .map_err(|_| anyhow::anyhow!("the checkpoint reader panicked"))?
+    store: &StateStore,
+    parts: &[PartitionKey],
+) -> Result<HashMap<PartitionKey, PartitionCheckpoint>, DbError> {
+    tokio::task::block_in_place(|| {
+        tokio::runtime::Handle::current().block_on(store.load_retrying(parts))
     })
-}
-
-/// Without its checkpoint no partition can start: retry until the database answers.
-fn load_checkpoints_retrying(
-    store: &OffsetStore,
-    parts: &[(String, i32)],
-) -> HashMap<(String, i32), PartitionCheckpoint> {
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        match load_checkpoints(store, parts) {
-            Ok(m) => return m,
-            Err(e) => {
-                warn!(error = %format!("{e:#}"), backoff_ms = backoff.as_millis() as u64,
-                      "cannot read the stored checkpoints; partitions wait");
-                std::thread::sleep(backoff);
-                backoff = (backoff * 2).min(Duration::from_secs(10));
-            }
-        }
-    }
 }
 
 pub struct KafkaSource {
@@ -378,38 +340,35 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 const BATCH_LINGER: Duration = Duration::from_millis(100);
 
 impl KafkaSource {
-    pub fn open(opts: KafkaOptions) -> Result<Self> {
-        let mut cfg = ClientConfig::new();
-        cfg.set("bootstrap.servers", &opts.brokers)
-            .set("group.id", &opts.group)
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest")
-            // The source is not polled while the sink waits for the database; an outage
-            // must not cost the group membership.
-            .set("max.poll.interval.ms", "3600000")
-            // Tansu answers a fetch only after the full wait even when it has data: at
-            // librdkafka's 500 ms the fixture took 19 s, at 10 ms 4.8 s (2 s of it the
-            // end linger). A real broker answers at once; 10 ms costs it idle polls.
-            .set("fetch.wait.max.ms", "10")
-            // Feeds the consumer-lag gauge (see `ConsumerEvents::stats`).
-            .set("statistics.interval.ms", "5000");
-        for (k, v) in &opts.properties {
-            cfg.set(k, v);
+    pub fn open(opts: KafkaOptions, events: Events) -> Result<Self, SourceError> {
+        // The rebalance callback blocks its worker while it reads checkpoints and waits
+        // for the sink (see `load_checkpoints`): only a multi-threaded runtime goes on.
+        let flavor = tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor());
+        if !matches!(flavor, Ok(tokio::runtime::RuntimeFlavor::MultiThread)) {
+            return Err(SourceError::Settings {
+                key: "kind",
+                expected: "the Kafka source to run on tokio's multi-threaded runtime".into(),
+            });
         }
         let shared = Arc::new(Mutex::new(Shared::default()));
         let in_flight = Arc::new(InFlight::default());
-        let consumer: StreamConsumer<ConsumerEvents> = cfg
-            .create_with_context(ConsumerEvents {
+        let consumer: StreamConsumer<ConsumerEvents> = opts.connection.consumer(
+            &opts.group,
+            ConsumerEvents {
                 store: opts.store.clone(),
                 start_at_ms: opts.start_at_ms,
                 shared: shared.clone(),
                 in_flight: in_flight.clone(),
-            })
-            .with_context(|| format!("creating a Kafka consumer for {}", opts.brokers))?;
+                events,
+            },
+        )?;
         consumer
             .subscribe(&[&opts.topic])
-            .with_context(|| format!("subscribing to {}", opts.topic))?;
+            .map_err(|source| KafkaError::Topic {
+                topic: opts.topic.clone(),
+                class: ErrorClass::Configuration,
+                source,
+            })?;
         let ends = if opts.bounded {
             Some(end_offsets(&consumer, &opts.topic)?)
         } else {
@@ -431,7 +390,7 @@ impl KafkaSource {
     pub fn describe(&self) -> String {
         format!(
             "kafka {} topic {} group {}{}",
-            self.opts.brokers,
+            self.opts.connection.brokers,
             self.opts.topic,
             self.opts.group,
             if self.ends.is_some() {
@@ -470,7 +429,7 @@ impl KafkaSource {
         std::mem::take(&mut self.shared().changes)
     }
 
-    pub async fn next_batch(&mut self, max: usize) -> Result<Option<Vec<Message>>> {
+    pub async fn next_batch(&mut self, max: usize) -> Result<Option<Vec<Message>>, SourceError> {
         let mut out: Vec<Message> = Vec::new();
         let mut first: Option<Instant> = None;
         self.arrivals_ms.clear();
@@ -484,6 +443,9 @@ impl KafkaSource {
             // and hand nothing out while an eager rebalance has yet to say what stays.
             let revoking = {
                 let mut shared = self.shared();
+                if let Some(e) = shared.failure.take() {
+                    return Err(e.into());
+                }
                 let dropped = std::mem::take(&mut shared.dropped);
                 if !dropped.is_empty() {
                     out.retain(|m| !dropped.contains(&m.partition));
@@ -727,22 +689,29 @@ fn offsets_for_time(
 fn end_offsets(
     consumer: &StreamConsumer<ConsumerEvents>,
     topic: &str,
-) -> Result<HashMap<i32, i64>> {
+) -> Result<HashMap<i32, i64>, KafkaError> {
     let timeout = Duration::from_secs(10);
+    let unreadable = |source| KafkaError::Topic {
+        topic: topic.to_owned(),
+        class: ErrorClass::Retriable,
+        source,
+    };
     let md = consumer
         .fetch_metadata(Some(topic), timeout)
-        .with_context(|| format!("reading the metadata of topic {topic}"))?;
+        .map_err(unreadable)?;
     let Some(t) = md.topics().iter().find(|t| t.name() == topic) else {
-        bail!("topic {topic} does not exist");
+        return Err(KafkaError::MissingTopic(topic.to_owned()));
     };
     if let Some(e) = t.error() {
-        bail!("topic {topic}: {e:?}");
+        return Err(unreadable(rdkafka::error::KafkaError::MetadataFetch(
+            e.into(),
+        )));
     }
     let mut ends = HashMap::new();
     for p in t.partitions() {
         let (_, high) = consumer
             .fetch_watermarks(topic, p.id(), timeout)
-            .with_context(|| format!("reading the end offset of {topic}/{}", p.id()))?;
+            .map_err(unreadable)?;
         ends.insert(p.id(), high);
     }
     Ok(ends)

@@ -4,16 +4,18 @@
 pub mod file;
 pub mod kafka;
 
-use anyhow::{Context, Result};
-
-use crate::config::SourceConfig;
-use crate::dump::Message;
 use std::sync::Arc;
 
+use crate::config::SourceConfig;
+use crate::db::state::StateStore;
+use crate::dump::Message;
+use crate::error::SourceError;
+use crate::internal_events::Events;
+use crate::kafka::KafkaConnection;
 use crate::progress::{InFlight, Rebalance, SourcePosition};
 
 pub use file::FileSource;
-pub use kafka::{KafkaOptions, KafkaSource, OffsetStore};
+pub use kafka::{KafkaOptions, KafkaSource};
 
 /// The configured source. An enum rather than a trait object: sources differ in
 /// how they end and commit, and the pipeline matches on that.
@@ -27,9 +29,10 @@ impl Source {
     /// its partitions there). `default_group`: the consumer group when none is set.
     pub fn from_config(
         cfg: &SourceConfig,
-        store: Option<OffsetStore>,
+        store: Option<StateStore>,
         default_group: &str,
-    ) -> Result<Self> {
+        events: &Events,
+    ) -> Result<Self, SourceError> {
         match cfg {
             SourceConfig::File { path, topic } => Ok(Source::File(FileSource::open(path, topic)?)),
             SourceConfig::Kafka {
@@ -46,33 +49,38 @@ impl Source {
                     .map(|t| {
                         chrono::DateTime::parse_from_rfc3339(t)
                             .map(|d| d.timestamp_millis())
-                            .with_context(|| {
-                                format!("source.start_at: expected an RFC 3339 time, got {t:?}")
+                            .map_err(|_| SourceError::Settings {
+                                key: "start_at",
+                                expected: format!("an RFC 3339 time, got {t:?}"),
                             })
                     })
                     .transpose()?;
                 let group = group
                     .clone()
-                    .or_else(|| store.as_ref().map(|s| s.group.clone()))
+                    .or_else(|| store.as_ref().map(|s| s.group().to_owned()))
                     .unwrap_or_else(|| default_group.to_owned());
-                Ok(Source::Kafka(Box::new(KafkaSource::open(KafkaOptions {
-                    brokers: brokers.clone(),
+                let connection = KafkaConnection::new(
+                    brokers,
+                    properties.iter().map(|(k, v)| (k.clone(), v.clone())),
+                );
+                let opts = KafkaOptions {
+                    connection,
                     topic: topic.clone(),
                     group,
                     bounded: *bounded,
                     end_linger: *end_linger,
                     start_at_ms,
-                    properties: properties
-                        .iter()
-                        .map(|(k, v)| (k.clone(), v.clone()))
-                        .collect(),
                     store,
-                })?)))
+                };
+                Ok(Source::Kafka(Box::new(KafkaSource::open(
+                    opts,
+                    events.clone(),
+                )?)))
             }
         }
     }
 
-    pub async fn next_batch(&mut self, max: usize) -> Result<Option<Vec<Message>>> {
+    pub async fn next_batch(&mut self, max: usize) -> Result<Option<Vec<Message>>, SourceError> {
         match self {
             Source::File(f) => f.next_batch(max),
             Source::Kafka(k) => k.next_batch(max).await,

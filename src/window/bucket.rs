@@ -22,14 +22,6 @@ impl Width {
             Width::FifteenMinutes => 15 * MINUTE_US,
         }
     }
-
-    /// The TimescaleDB table this width feeds.
-    pub fn table(self) -> &'static str {
-        match self {
-            Width::OneMinute => "gpu_metrics_1min",
-            Width::FifteenMinutes => "gpu_metrics_15min",
-        }
-    }
 }
 
 /// Start of the bucket holding `t` (floor division, correct before 1970 too).

@@ -44,11 +44,6 @@ pub struct CounterTrack {
 }
 
 impl CounterTrack {
-    /// Whether a sample at exactly `t` was already accepted.
-    pub fn contains(&self, t: i64) -> bool {
-        self.samples.binary_search_by_key(&t, |s| s.t).is_ok()
-    }
-
     /// Inserts a sample; returns false (and changes nothing) when `t` is present.
     pub fn insert(&mut self, t: i64, v: CounterValues) -> bool {
         // Samples mostly arrive in order: check the end before searching.

@@ -7,11 +7,15 @@
 
 pub mod bucket;
 pub mod counter;
+pub mod fleet;
 pub mod operator;
 pub mod partial;
 pub mod rollup;
 pub mod stats;
+#[cfg(test)]
+pub(crate) mod test_support;
 pub mod watermark;
 
-pub use bucket::{Width, bucket_start};
-pub use operator::{Admission, WindowConfig, WindowOperator};
+pub use fleet::{Fleet, GpuInfo};
+pub use operator::{WindowConfig, WindowOperator};
+pub use watermark::Watermark;

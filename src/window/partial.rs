@@ -166,10 +166,6 @@ impl InputColumns {
         }
     }
 
-    pub fn len(&self) -> usize {
-        self.gpu_id.len()
-    }
-
     pub fn is_empty(&self) -> bool {
         self.gpu_id.is_empty()
     }

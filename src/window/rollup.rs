@@ -139,10 +139,6 @@ impl Default for RollupBuilder {
 }
 
 impl RollupBuilder {
-    pub fn len(&self) -> usize {
-        self.rows
-    }
-
     pub fn is_empty(&self) -> bool {
         self.rows == 0
     }

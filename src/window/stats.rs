@@ -40,6 +40,7 @@ impl MetricStats {
         }
     }
 
+    #[cfg(test)]
     pub fn push(&mut self, x: f64) {
         self.merge(&MetricStats {
             n: 1,

@@ -9,6 +9,76 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use serde::{Deserialize, Serialize};
+
+/// How far event time has got: every window ending at or before an `At` time may
+/// close. Ordered: `Before` < every `At` < `Closed`.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub enum Watermark {
+    /// Before the first event (or while an expected partition has none yet): nothing
+    /// closes.
+    #[default]
+    Before,
+    /// Microseconds since the epoch.
+    At(i64),
+    /// A bounded input has ended: everything closes.
+    Closed,
+}
+
+/// The bounds that `Before` and `Closed` stand for in window arithmetic, far enough
+/// from the ends of `i64` that adding a day or a horizon cannot overflow.
+const BEFORE_US: i64 = i64::MIN / 4;
+const CLOSED_US: i64 = i64::MAX / 4;
+
+impl Watermark {
+    /// The time, when it is one.
+    pub fn time_us(self) -> Option<i64> {
+        match self {
+            Watermark::At(t) => Some(t),
+            _ => None,
+        }
+    }
+
+    /// For the window arithmetic of this module tree only: `Before` and `Closed` as
+    /// times before and after every event.
+    pub(in crate::window) fn bound_us(self) -> i64 {
+        match self {
+            Watermark::Before => BEFORE_US,
+            Watermark::At(t) => t,
+            Watermark::Closed => CLOSED_US,
+        }
+    }
+
+    pub(in crate::window) fn from_bound(us: i64) -> Self {
+        if us <= BEFORE_US {
+            Watermark::Before
+        } else if us >= CLOSED_US {
+            Watermark::Closed
+        } else {
+            Watermark::At(us)
+        }
+    }
+}
+
+impl std::fmt::Display for Watermark {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Watermark::Before => f.write_str("before the first event"),
+            Watermark::At(t) => match chrono::DateTime::from_timestamp_micros(*t) {
+                Some(d) => write!(
+                    f,
+                    "{}",
+                    d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                ),
+                None => write!(f, "{t} µs"),
+            },
+            Watermark::Closed => f.write_str("closed (end of input)"),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 struct PartitionClock {
     max_event_us: i64,
@@ -24,8 +94,8 @@ pub struct Watermarks {
     current: i64,
 }
 
-/// The watermark before any event: nothing is closed.
-pub const NO_WATERMARK: i64 = i64::MIN / 4;
+/// A partition's clock before its first event.
+const NO_EVENT: i64 = BEFORE_US;
 
 impl Watermarks {
     pub fn new(allowed_lateness_us: i64, idle_timeout: Duration) -> Self {
@@ -33,7 +103,7 @@ impl Watermarks {
             allowed_lateness_us,
             idle_timeout,
             partitions: HashMap::new(),
-            current: NO_WATERMARK,
+            current: NO_EVENT,
         }
     }
 
@@ -50,13 +120,17 @@ impl Watermarks {
     /// cannot pass the start of time.
     pub fn expect(&mut self, partition: i32, now: Instant) {
         self.partitions.entry(partition).or_insert(PartitionClock {
-            max_event_us: NO_WATERMARK,
+            max_event_us: NO_EVENT,
             last_seen: now,
         });
     }
 
     /// Recomputes the watermark at wall time `now` and returns it.
-    pub fn advance(&mut self, now: Instant) -> i64 {
+    pub fn advance(&mut self, now: Instant) -> Watermark {
+        Watermark::from_bound(self.advance_us(now))
+    }
+
+    fn advance_us(&mut self, now: Instant) -> i64 {
         let active = self
             .partitions
             .values()
@@ -76,11 +150,11 @@ impl Watermarks {
     }
 
     /// One partition's own watermark: its highest event time minus the lateness.
-    pub fn of_partition(&self, partition: i32) -> Option<i64> {
+    pub fn of_partition(&self, partition: i32) -> Option<Watermark> {
         self.partitions
             .get(&partition)
-            .filter(|c| c.max_event_us > NO_WATERMARK)
-            .map(|c| c.max_event_us - self.allowed_lateness_us)
+            .filter(|c| c.max_event_us > NO_EVENT)
+            .map(|c| Watermark::At(c.max_event_us - self.allowed_lateness_us))
     }
 
     /// A partition's highest event time, for a checkpoint (None before its first event).
@@ -88,7 +162,7 @@ impl Watermarks {
         self.partitions
             .get(&partition)
             .map(|c| c.max_event_us)
-            .filter(|&m| m > NO_WATERMARK)
+            .filter(|&m| m > NO_EVENT)
     }
 
     /// Takes over partitions from checkpoints: their clocks, and `watermark`, the
@@ -98,7 +172,13 @@ impl Watermarks {
     /// watermark moves back, because the pipeline's watermark is the minimum over its
     /// partitions, and the lagging partitions' windows, counter samples and days must
     /// not be closed or pruned before their data is in. Returns whether it was fresh.
-    pub fn restore(&mut self, clocks: &[(i32, Option<i64>)], watermark: i64, now: Instant) -> bool {
+    pub fn restore(
+        &mut self,
+        clocks: &[(i32, Option<i64>)],
+        watermark: Watermark,
+        now: Instant,
+    ) -> bool {
+        let watermark = watermark.bound_us();
         // Fresh: every partition known is one being restored. A partition read without
         // a checkpoint (from its start) may hold data far behind the checkpoints'.
         let fresh = self
@@ -107,7 +187,7 @@ impl Watermarks {
             .all(|p| clocks.iter().any(|(q, _)| q == p));
         for &(partition, max_event_us) in clocks {
             let clock = self.partitions.entry(partition).or_insert(PartitionClock {
-                max_event_us: NO_WATERMARK,
+                max_event_us: NO_EVENT,
                 last_seen: now,
             });
             if let Some(m) = max_event_us {
@@ -133,36 +213,27 @@ impl Watermarks {
         }
     }
 
-    /// Every partition's highest event time, in partition order.
-    pub fn clocks(&self) -> Vec<(i32, i64)> {
-        let mut c: Vec<(i32, i64)> = self
-            .partitions
-            .iter()
-            .map(|(p, c)| (*p, c.max_event_us))
-            .collect();
-        c.sort_unstable();
-        c
-    }
-
     /// A partition that went to another instance no longer holds the watermark back.
     pub fn forget(&mut self, partition: i32) {
         self.partitions.remove(&partition);
     }
 
-    pub fn current(&self) -> i64 {
-        self.current
+    pub fn current(&self) -> Watermark {
+        Watermark::from_bound(self.current)
     }
 
     /// The end of a bounded input: everything may close.
-    pub fn close_all(&mut self) -> i64 {
-        self.current = i64::MAX / 4;
-        self.current
+    pub fn close_all(&mut self) -> Watermark {
+        self.current = CLOSED_US;
+        Watermark::Closed
     }
 
-    /// Event-time delay of the watermark behind the newest event seen.
+    /// Event-time delay of the watermark behind the newest event seen (while the
+    /// watermark is a time).
     pub fn delay_us(&self) -> Option<i64> {
         let newest = self.partitions.values().map(|c| c.max_event_us).max()?;
-        Some(newest - self.current)
+        let current = self.current().time_us()?;
+        (newest > NO_EVENT).then(|| newest - current)
     }
 }
 
@@ -176,13 +247,13 @@ mod tests {
         let mut w = Watermarks::new(60, Duration::from_secs(30));
         w.observe(0, 1000, t0);
         w.observe(1, 500, t0);
-        assert_eq!(w.advance(t0), 440);
+        assert_eq!(w.advance(t0), Watermark::At(440));
         // Partition 1 goes idle: only partition 0 holds the watermark back.
         w.observe(0, 2000, t0 + Duration::from_secs(31));
-        assert_eq!(w.advance(t0 + Duration::from_secs(31)), 1940);
+        assert_eq!(w.advance(t0 + Duration::from_secs(31)), Watermark::At(1940));
         // Never backwards, even when the slow partition wakes up.
         w.observe(1, 600, t0 + Duration::from_secs(32));
-        assert_eq!(w.advance(t0 + Duration::from_secs(32)), 1940);
+        assert_eq!(w.advance(t0 + Duration::from_secs(32)), Watermark::At(1940));
     }
 
     #[test]
@@ -191,18 +262,22 @@ mod tests {
         let mut w = Watermarks::new(60, Duration::from_secs(30));
         w.observe(0, 1000, t0);
         w.observe(1, 500, t0);
-        assert_eq!(w.advance(t0), 440);
+        assert_eq!(w.advance(t0), Watermark::At(440));
         // 40 s waiting for the sink, then partition 0 delivers first.
         let t1 = t0 + Duration::from_secs(40);
         w.discount_stall(Duration::from_secs(40), t1);
         w.observe(0, 3000, t1);
-        assert_eq!(w.advance(t1), 440, "partition 1 still holds the watermark");
+        assert_eq!(
+            w.advance(t1),
+            Watermark::At(440),
+            "partition 1 still holds the watermark"
+        );
         // Without the discount, partition 1 would have counted as idle.
         let mut v = Watermarks::new(60, Duration::from_secs(30));
         v.observe(0, 1000, t0);
         v.observe(1, 500, t0);
         v.observe(0, 3000, t1);
-        assert_eq!(v.advance(t1), 2940);
+        assert_eq!(v.advance(t1), Watermark::At(2940));
     }
 
     #[test]
@@ -212,17 +287,17 @@ mod tests {
         w.expect(0, t0);
         w.expect(1, t0);
         w.observe(0, 5000, t0);
-        assert_eq!(w.advance(t0), NO_WATERMARK);
+        assert_eq!(w.advance(t0), Watermark::Before);
         w.observe(1, 1000, t0 + Duration::from_secs(1));
-        assert_eq!(w.advance(t0 + Duration::from_secs(1)), 940);
+        assert_eq!(w.advance(t0 + Duration::from_secs(1)), Watermark::At(940));
         // Expecting a partition again changes nothing.
         w.expect(1, t0 + Duration::from_secs(2));
-        assert_eq!(w.advance(t0 + Duration::from_secs(2)), 940);
+        assert_eq!(w.advance(t0 + Duration::from_secs(2)), Watermark::At(940));
         // An expected partition that never delivers goes idle like any other.
         let mut w = Watermarks::new(60, Duration::from_secs(30));
         w.expect(3, t0);
         w.observe(0, 5000, t0 + Duration::from_secs(31));
-        assert_eq!(w.advance(t0 + Duration::from_secs(31)), 4940);
+        assert_eq!(w.advance(t0 + Duration::from_secs(31)), Watermark::At(4940));
     }
 
     #[test]
@@ -230,17 +305,21 @@ mod tests {
         let t0 = Instant::now();
         // A restart: every partition comes from a checkpoint.
         let mut w = Watermarks::new(60, Duration::from_secs(30));
-        assert!(w.restore(&[(0, Some(5000)), (1, Some(4000))], 3940, t0));
-        assert_eq!(w.current(), 3940);
+        assert!(w.restore(&[(0, Some(5000)), (1, Some(4000))], Watermark::At(3940), t0));
+        assert_eq!(w.current(), Watermark::At(3940));
         // A member that was handed partitions 2 and 3 without checkpoints (read from
         // their start, nothing fetched yet) and then 0 and 1 with them.
         let mut w = Watermarks::new(60, Duration::from_secs(30));
         w.expect(2, t0);
         w.expect(3, t0);
-        assert!(!w.restore(&[(0, Some(5000)), (1, Some(4000))], 3940, t0));
-        assert_eq!(w.current(), NO_WATERMARK);
+        assert!(!w.restore(&[(0, Some(5000)), (1, Some(4000))], Watermark::At(3940), t0));
+        assert_eq!(w.current(), Watermark::Before);
         w.observe(2, 1000, t0);
         w.observe(3, 1200, t0);
-        assert_eq!(w.advance(t0), 940, "the oldest partition decides");
+        assert_eq!(
+            w.advance(t0),
+            Watermark::At(940),
+            "the oldest partition decides"
+        );
     }
 }

@@ -3,11 +3,8 @@
 
 use std::path::Path;
 
-use gpu_health::config::{DEMO_PIPELINE, PipelineConfig, SourceConfig};
+use gpu_health::config::{DEMO_PIPELINE, PipelineConfig, SinkConfig, SourceConfig};
 use gpu_health::db;
-use gpu_health::pipeline::Pipeline;
-use gpu_health::sink::{Sink, TimescaleOptions, TimescaleSink};
-use gpu_health::source::{OffsetStore, Source};
 use tokio_postgres::Client;
 
 pub fn server_url() -> String {
@@ -52,7 +49,7 @@ pub async fn fresh_db_at(server: &str, name: &str) -> (String, Client) {
 pub async fn apply_schema(c: &mut Client) -> anyhow::Result<db::migrate::ApplyReport> {
     static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
     let _guard = LOCK.lock().await;
-    db::migrate::apply(c).await
+    Ok(db::migrate::apply(c).await?)
 }
 
 pub async fn scalar_i64(c: &Client, sql: &str) -> i64 {
@@ -64,7 +61,7 @@ pub async fn scalar_i64(c: &Client, sql: &str) -> i64 {
 
 /// The fixture into the database at `url` (schema applied first); `batch_size`
 /// overrides the demo pipeline's.
-pub async fn backfill(url: &str, batch_size: Option<usize>) -> gpu_health::pipeline::RunReport {
+pub async fn backfill(url: &str, batch_size: Option<usize>) -> gpu_health::RunReport {
     let mut cfg = fixture_pipeline("gpu-metrics-enriched");
     if let Some(n) = batch_size {
         cfg.engine.batch_size = n;
@@ -85,32 +82,18 @@ pub fn fixture_pipeline(topic: &str) -> PipelineConfig {
 
 /// Runs `cfg`'s source into the database at `url` (schema applied first), consumer
 /// group `test`, with the offsets stored there.
-pub async fn run_into(url: &str, cfg: PipelineConfig) -> gpu_health::pipeline::RunReport {
+pub async fn run_into(url: &str, mut cfg: PipelineConfig) -> gpu_health::RunReport {
     apply_schema(&mut db::connect(url).await.unwrap())
         .await
         .unwrap();
-    let sink = TimescaleSink::connect(TimescaleOptions {
-        url: url.to_owned(),
-        consumer_group: "test".into(),
+    cfg.sink = SinkConfig::Timescale {
+        consumer_group: Some("test".into()),
         apply_schema: false,
         refresh_interval: std::time::Duration::from_secs(3600),
         retention_interval: std::time::Duration::from_secs(3600),
         max_backoff: std::time::Duration::from_secs(1),
-    })
-    .await
-    .unwrap();
-    let store = OffsetStore {
-        url: url.to_owned(),
-        group: "test".into(),
     };
-    let source = Source::from_config(&cfg.source, Some(store), &cfg.name).unwrap();
-    let topics = match &cfg.topics {
-        Some(t) => Some(gpu_health::sink::TopicSink::connect(t).await.unwrap()),
-        None => None,
-    };
-    Pipeline::new(cfg)
-        .with_topics(topics)
-        .run(source, Sink::Timescale(Box::new(sink)))
+    gpu_health::run_pipeline_with_database(cfg, url)
         .await
         .unwrap()
 }

@@ -159,3 +159,43 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// Whether every service variable in `vars` is set. A plain `cargo test` on a machine
+/// without services skips the tests that need them with one line on stderr;
+/// `scripts/test.sh` sets `GPU_HEALTH_TEST_SERVICES=required`, under which a missing
+/// variable fails the test instead of skipping it.
+pub fn services_present(test: &str, vars: &[&str]) -> bool {
+    let missing: Vec<&str> = vars
+        .iter()
+        .copied()
+        .filter(|v| std::env::var_os(v).is_none_or(|s| s.is_empty()))
+        .collect();
+    if missing.is_empty() {
+        return true;
+    }
+    let required = std::env::var("GPU_HEALTH_TEST_SERVICES").is_ok_and(|v| v == "required");
+    assert!(
+        !required,
+        "{test}: {} unset although GPU_HEALTH_TEST_SERVICES=required",
+        missing.join(", ")
+    );
+    // Straight to stderr, past the test harness's capture, so that the skip shows.
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "skipped {test}: {} unset (scripts/test.sh starts TimescaleDB and a broker)",
+        missing.join(", ")
+    );
+    false
+}
+
+/// Returns from the calling test when a service it needs is not configured (see
+/// `services_present`).
+#[macro_export]
+macro_rules! require_services {
+    ($test:ident: $($var:literal),+) => {
+        if !common::services_present(stringify!($test), &[$($var),+]) {
+            return;
+        }
+    };
+}
