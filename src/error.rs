@@ -277,12 +277,25 @@ pub enum SourceError {
         #[source]
         source: BoxError,
     },
+    /// Boxed, as the next one: a source error stays small on the happy path.
     #[error(transparent)]
-    Kafka(#[from] KafkaError),
+    Kafka(Box<KafkaError>),
     #[error(transparent)]
-    Db(#[from] DbError),
+    Db(Box<DbError>),
     #[error("source.{key}: {expected}")]
     Settings { key: &'static str, expected: String },
+}
+
+impl From<KafkaError> for SourceError {
+    fn from(e: KafkaError) -> Self {
+        SourceError::Kafka(Box::new(e))
+    }
+}
+
+impl From<DbError> for SourceError {
+    fn from(e: DbError) -> Self {
+        SourceError::Db(Box::new(e))
+    }
 }
 
 impl SourceError {

@@ -211,7 +211,7 @@ mod tests {
             "127.0.0.1:1",
             [("security.protocol".to_owned(), "carrier-pigeon".to_owned())],
         );
-        let err = bogus.admin().err().expect("a bogus protocol is refused");
+        let err = bogus.admin().expect_err("a bogus protocol is refused");
         assert!(format!("{err}").contains("admin client"), "{err}");
         assert_eq!(err.class(), ErrorClass::Configuration);
         // SASL without a password is refused too: the admin client reads sasl.* as well.
