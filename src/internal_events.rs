@@ -12,25 +12,36 @@ use tracing::{debug, warn};
 
 use crate::metrics::metrics;
 
-/// The counts of one run (see `pipeline::RunReport` for their meaning).
+/// The counts of one run (the run's `RunReport` reads them).
 #[derive(Debug, Clone, Default)]
 pub struct Tally {
+    /// Messages read.
     pub messages: u64,
+    /// Rows for the raw table (duplicates dropped; too-late rows kept).
     pub raw_rows: u64,
+    /// Raw rows with a metric stored as NULL (`validation_passed = false`).
     pub invalid_rows: u64,
     pub duplicates: u64,
     pub too_late: u64,
+    /// Rows that landed in an emitted window, which went out again.
     pub late_updates: u64,
+    /// Rows that landed behind the watermark, within the late horizon.
     pub late_events: u64,
     pub dead_letters: BTreeMap<&'static str, u64>,
+    /// Metrics stored as NULL, by reason.
     pub soft_errors: BTreeMap<&'static str, u64>,
+    /// Final rollup rows and GPU-days scored.
     pub rollup_1m_rows: u64,
     pub rollup_15m_rows: u64,
     pub score_rows: u64,
+    /// Partition checkpoints stored with the data, and loaded from it.
     pub checkpoints_written: u64,
     pub partitions_restored: u64,
+    /// Messages the output topics acknowledged (rollup rows and dead letters).
     pub topic_messages: u64,
+    /// Times the source was paused because the sink was behind.
     pub pauses: u64,
+    /// Flush or maintenance attempts retried after a retriable database error.
     pub sink_retries: u64,
     pub peak_state_bytes: usize,
 }

@@ -54,4 +54,5 @@ pub(crate) mod window;
 
 pub use config::PipelineConfig;
 pub use error::ErrorClass;
+pub use internal_events::Tally;
 pub use pipeline::{RunReport, run_pipeline, run_pipeline_with_database};

@@ -40,35 +40,26 @@ use crate::stage::{Engine, StepOutput};
 use crate::window::GpuInfo;
 use crate::window::operator::RowStatus;
 
-/// The books of one run.
+/// The books of one run: its counts (`Tally`, read through `Deref`: `report.messages`)
+/// and what the run adds at its end.
 #[derive(Debug, Clone, Default)]
 pub struct RunReport {
-    pub messages: u64,
-    pub raw_rows: u64,
-    pub duplicates: u64,
-    pub too_late: u64,
-    pub late_updates: u64,
-    pub late_events: u64,
-    pub dead_letters: BTreeMap<&'static str, u64>,
-    pub soft_errors: BTreeMap<&'static str, u64>,
-    pub invalid_rows: u64,
-    pub rollup_1m_rows: u64,
-    pub rollup_15m_rows: u64,
-    pub score_rows: u64,
+    /// Every count, as the run's internal events added them up.
+    pub counts: Tally,
     pub elapsed_s: f64,
-    pub peak_state_bytes: usize,
-    /// Partition checkpoints stored with the data, and loaded from it.
-    pub checkpoints_written: u64,
-    pub partitions_restored: u64,
-    /// Messages the output topics acknowledged (rollup rows and dead letters).
-    pub topic_messages: u64,
     /// Kafka timestamp to stored flush, per message (Kafka sources).
     pub latency: Option<LatencySummary>,
-    /// Times the source was paused because the sink was behind.
-    pub pauses: u64,
     /// The latest scored day of every GPU.
     pub latest: Vec<ScoredDay>,
     pub gpus: Vec<GpuInfo>,
+}
+
+impl std::ops::Deref for RunReport {
+    type Target = Tally;
+
+    fn deref(&self) -> &Tally {
+        &self.counts
+    }
 }
 
 /// End-to-end latency quantiles, in milliseconds.
@@ -92,30 +83,6 @@ impl LatencySummary {
 }
 
 impl RunReport {
-    /// The counts of `tally`; the rest is filled in by the run.
-    fn counted(t: Tally) -> Self {
-        RunReport {
-            messages: t.messages,
-            raw_rows: t.raw_rows,
-            duplicates: t.duplicates,
-            too_late: t.too_late,
-            late_updates: t.late_updates,
-            late_events: t.late_events,
-            dead_letters: t.dead_letters,
-            soft_errors: t.soft_errors,
-            invalid_rows: t.invalid_rows,
-            rollup_1m_rows: t.rollup_1m_rows,
-            rollup_15m_rows: t.rollup_15m_rows,
-            score_rows: t.score_rows,
-            peak_state_bytes: t.peak_state_bytes,
-            checkpoints_written: t.checkpoints_written,
-            partitions_restored: t.partitions_restored,
-            topic_messages: t.topic_messages,
-            pauses: t.pauses,
-            ..RunReport::default()
-        }
-    }
-
     /// Messages that became neither a raw row nor a counted duplicate.
     pub fn hard_dead_letters(&self) -> u64 {
         self.dead_letters
@@ -323,11 +290,13 @@ impl Pipeline {
         // A sink failure closes the channel, which ends production early; report it first.
         let latency = written?;
         produced?;
-        let mut report = RunReport::counted(self.events.tally());
-        report.latency = latency;
-        report.elapsed_s = start.elapsed().as_secs_f64();
-        report.latest = self.latest.into_values().collect();
-        report.gpus = self.engine.fleet().gpus().to_vec();
+        let report = RunReport {
+            counts: self.events.tally(),
+            latency,
+            elapsed_s: start.elapsed().as_secs_f64(),
+            latest: self.latest.into_values().collect(),
+            gpus: self.engine.fleet().gpus().to_vec(),
+        };
         if !report.books_balance() {
             warn!(?report.messages, "books do not balance");
         }
