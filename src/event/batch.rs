@@ -93,11 +93,11 @@ impl RawBatchBuilder {
             self.validation_errors.append_null();
         } else {
             self.scratch.clear();
-            for (n, (i, reason)) in s.errors.iter().enumerate() {
+            for (n, (field, reason)) in s.errors.iter().enumerate() {
                 if n > 0 {
                     self.scratch.push(';');
                 }
-                let _ = write!(self.scratch, "{}:{}", METRICS[*i].name, reason.as_str());
+                let _ = write!(self.scratch, "{}:{}", field.name(), reason.as_str());
             }
             self.validation_errors.append_value(&self.scratch);
         }

@@ -16,28 +16,74 @@ use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqA
 use super::dead_letter::DeadReason;
 use super::schema::{Kind, METRICS, N_METRICS};
 
-/// A soft validation failure of one metric: the value is stored as NULL.
+/// A soft validation failure: a metric (or a whole section's metrics) stored as NULL,
+/// or a text field cleaned so that the database will store it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum SoftReason {
+    /// A metric that is not a number, or a section that is not an object.
     WrongType,
     NotFinite,
     OutOfRange,
+    /// NUL or other control characters removed from a text field.
+    ControlChars,
+    /// A text field cut to its cap (`MAX_TEXT_BYTES`).
+    TooLong,
+    /// Lone surrogate escapes or bytes that are not UTF-8, replaced with U+FFFD.
+    InvalidUnicode,
 }
 
 impl SoftReason {
-    pub const ALL: [SoftReason; 3] = [
+    pub const ALL: [SoftReason; 6] = [
         SoftReason::WrongType,
         SoftReason::NotFinite,
         SoftReason::OutOfRange,
+        SoftReason::ControlChars,
+        SoftReason::TooLong,
+        SoftReason::InvalidUnicode,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
             SoftReason::WrongType => "wrong_type",
             SoftReason::NotFinite => "not_finite",
             SoftReason::OutOfRange => "out_of_range",
+            SoftReason::ControlChars => "control_chars",
+            SoftReason::TooLong => "too_long",
+            SoftReason::InvalidUnicode => "invalid_unicode",
+        }
+    }
+
+    /// Position in `ALL` (for per-reason counters).
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// What a soft error is about: a metric, an identity text field, a section, or the
+/// message's text as a whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Field {
+    Metric(usize),
+    Text(usize),
+    Section(usize),
+    Message,
+}
+
+impl Field {
+    /// The name in `validation_errors`: the column, the section or `message`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Field::Metric(i) => METRICS[i].name,
+            Field::Text(i) => ID_NAMES[i],
+            Field::Section(i) => SECTIONS.get(i).copied().unwrap_or("metrics"),
+            Field::Message => "message",
         }
     }
 }
+
+/// Cap of an identity text field in bytes (`rack_id`, `gpu_model`, ...): longer values
+/// are cut at a character boundary. 256 bytes holds any real identifier (a host name
+/// is at most 253, RFC 1123) and keeps one hostile message from bloating every row.
+pub const MAX_TEXT_BYTES: usize = 256;
 
 /// Limits that decide hard errors.
 #[derive(Debug, Clone, Copy)]
@@ -66,8 +112,28 @@ pub struct RawSample<'a> {
     pub datacenter: Option<Cow<'a, str>>,
     /// Metric values in `METRICS` order, already in column units; NULL as `None`.
     pub values: [Option<f64>; N_METRICS],
-    /// Soft errors: (metric index, reason).
-    pub errors: Vec<(usize, SoftReason)>,
+    /// Soft errors: what, and why.
+    pub errors: Vec<(Field, SoftReason)>,
+}
+
+impl RawSample<'_> {
+    /// The same sample owning its strings (after a decode from a repaired copy).
+    fn into_owned(self) -> RawSample<'static> {
+        let own = |c: Cow<'_, str>| Cow::Owned(c.into_owned());
+        RawSample {
+            time_us: self.time_us,
+            gpu_uuid: own(self.gpu_uuid),
+            hostname: own(self.hostname),
+            pci_bus_id: self.pci_bus_id.map(own),
+            device_index: self.device_index,
+            gpu_model: self.gpu_model.map(own),
+            rack_id: self.rack_id.map(own),
+            cluster_id: self.cluster_id.map(own),
+            datacenter: self.datacenter.map(own),
+            values: self.values,
+            errors: self.errors,
+        }
+    }
 }
 
 /// The outcome of decoding one message.
@@ -89,15 +155,80 @@ pub fn decode<'a>(value: &'a [u8], limits: &DecodeLimits) -> Decoded<'a> {
             ),
         );
     }
+    // A byte-order mark is not JSON, but some writers put one first: skip it.
+    let value = value.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(value);
+    match parse(value) {
+        Ok(env) => build_sample(env, limits),
+        Err(err) => match repair_text(value) {
+            // Text that is not Unicode (lone surrogate escapes, bytes that are not
+            // UTF-8): decode a repaired copy, and say so on the row.
+            Some(fixed) => match parse(&fixed) {
+                Ok(env) => match build_sample(env, limits) {
+                    Decoded::Sample(mut s) => {
+                        s.errors.push((Field::Message, SoftReason::InvalidUnicode));
+                        Decoded::Sample(Box::new(s.into_owned()))
+                    }
+                    Decoded::Dead(r, d) => Decoded::Dead(r, d),
+                },
+                Err(_) => classify_parse_error(value, err),
+            },
+            None => classify_parse_error(value, err),
+        },
+    }
+}
+
+fn parse(value: &[u8]) -> Result<Envelope<'_>, serde_json::Error> {
     let mut de = serde_json::Deserializer::from_slice(value);
-    let parsed = EnvelopeSeed
+    EnvelopeSeed
         .deserialize(&mut de)
-        .and_then(|e| de.end().map(|_| e));
-    let env = match parsed {
-        Ok(env) => env,
-        Err(err) => return classify_parse_error(value, err),
+        .and_then(|e| de.end().map(|_| e))
+}
+
+/// A copy of `value` with every byte sequence that is not UTF-8 and every lone
+/// surrogate escape (`\ud800` without its pair) replaced by U+FFFD; `None` when there
+/// is nothing to repair.
+fn repair_text(value: &[u8]) -> Option<Vec<u8>> {
+    let text = String::from_utf8_lossy(value);
+    let mut changed = matches!(text, Cow::Owned(_));
+    let mut out = text.into_owned().into_bytes();
+    let hex = |b: &[u8]| -> Option<u16> {
+        let s = std::str::from_utf8(b).ok()?;
+        u16::from_str_radix(s, 16).ok()
     };
-    build_sample(env, limits)
+    let (mut i, mut in_string) = (0, false);
+    while i < out.len() {
+        match out[i] {
+            b'"' => in_string = !in_string,
+            b'\\' if in_string => {
+                if out.get(i + 1) == Some(&b'u')
+                    && let Some(unit) = out.get(i + 2..i + 6).and_then(hex)
+                {
+                    let paired = (0xD800..0xDC00).contains(&unit)
+                        && out.get(i + 6..i + 8) == Some(&b"\\u"[..])
+                        && out
+                            .get(i + 8..i + 12)
+                            .and_then(hex)
+                            .is_some_and(|low| (0xDC00..0xE000).contains(&low));
+                    if paired {
+                        i += 12;
+                        continue;
+                    }
+                    if (0xD800..0xE000).contains(&unit) {
+                        out[i + 2..i + 6].copy_from_slice(b"FFFD");
+                        changed = true;
+                    }
+                    i += 6;
+                    continue;
+                }
+                // Any other escape: skip the escaped character.
+                i += 2;
+                continue;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    changed.then_some(out)
 }
 
 /// A parse failure of the fast path: say precisely why, using a slow generic parse.
@@ -123,28 +254,45 @@ fn json_kind(v: &serde_json::Value) -> &'static str {
     }
 }
 
-fn build_sample<'a>(env: Envelope<'a>, limits: &DecodeLimits) -> Decoded<'a> {
-    let gpu_uuid = match text(env.ids[ID_GPU_UUID].as_ref()) {
+fn build_sample<'a>(mut env: Envelope<'a>, limits: &DecodeLimits) -> Decoded<'a> {
+    let mut errors = std::mem::take(&mut env.errors);
+    // The identities are cleaned of control characters like every text field; one
+    // that is still not a valid identity after that is a dead letter (never cut).
+    let gpu_uuid = match text(env.ids[ID_GPU_UUID].take()) {
         TextField::Missing => return dead(DeadReason::MissingGpuUuid, "no gpu_uuid"),
         TextField::Invalid(d) => return dead(DeadReason::InvalidGpuUuid, d),
-        TextField::Ok(s) if !valid_gpu_uuid(&s) => {
-            return dead(
-                DeadReason::InvalidGpuUuid,
-                format!("{:?} is not a GPU or MIG UUID", truncate(&s)),
-            );
-        }
-        TextField::Ok(s) => s,
+        TextField::Ok(s) => match clean_identity(s, valid_gpu_uuid) {
+            Ok((s, cleaned)) => {
+                if cleaned {
+                    errors.push((Field::Text(ID_GPU_UUID), SoftReason::ControlChars));
+                }
+                s
+            }
+            Err(s) => {
+                return dead(
+                    DeadReason::InvalidGpuUuid,
+                    format!("{:?} is not a GPU or MIG UUID", truncate(&s)),
+                );
+            }
+        },
     };
-    let hostname = match text(env.ids[ID_HOSTNAME].as_ref()) {
+    let hostname = match text(env.ids[ID_HOSTNAME].take()) {
         TextField::Missing => return dead(DeadReason::MissingHostname, "no hostname"),
         TextField::Invalid(d) => return dead(DeadReason::InvalidHostname, d),
-        TextField::Ok(s) if !valid_hostname(&s) => {
-            return dead(
-                DeadReason::InvalidHostname,
-                format!("{:?} is not a hostname", truncate(&s)),
-            );
-        }
-        TextField::Ok(s) => s,
+        TextField::Ok(s) => match clean_identity(s, valid_hostname) {
+            Ok((s, cleaned)) => {
+                if cleaned {
+                    errors.push((Field::Text(ID_HOSTNAME), SoftReason::ControlChars));
+                }
+                s
+            }
+            Err(s) => {
+                return dead(
+                    DeadReason::InvalidHostname,
+                    format!("{:?} is not a hostname", truncate(&s)),
+                );
+            }
+        },
     };
     let time_us = match env.time.as_ref() {
         None | Some(Leaf::Null) => {
@@ -173,35 +321,88 @@ fn build_sample<'a>(env: Envelope<'a>, limits: &DecodeLimits) -> Decoded<'a> {
     }
 
     let mut values = [None; N_METRICS];
-    let mut errors = Vec::new();
     for (i, leaf) in env.metrics.iter().enumerate() {
         let Some(leaf) = leaf else { continue };
         match metric_value(i, leaf, env.nested_metric[i]) {
             Ok(v) => values[i] = v,
-            Err(reason) => errors.push((i, reason)),
+            Err(reason) => errors.push((Field::Metric(i), reason)),
         }
     }
     let device_index = match env.ids[ID_DEVICE_INDEX].as_ref().map(number) {
         Some(Ok(Some(v))) if (0.0..=1024.0).contains(&v) && v.fract() == 0.0 => Some(v as i32),
         _ => None,
     };
-    let opt = |i: usize| match text(env.ids[i].as_ref()) {
-        TextField::Ok(s) => Some(s),
-        _ => None,
+    let mut opt = |i: usize| match text(env.ids[i].take()) {
+        TextField::Ok(s) => {
+            let (s, why) = clean_text(s);
+            if let Some(why) = why {
+                errors.push((Field::Text(i), why));
+            }
+            (!s.is_empty()).then_some(s)
+        }
+        TextField::Invalid(_) => {
+            errors.push((Field::Text(i), SoftReason::WrongType));
+            None
+        }
+        TextField::Missing => None,
     };
+    let pci_bus_id = opt(ID_PCI_BUS_ID);
+    let gpu_model = opt(ID_MODEL);
+    let rack_id = opt(ID_RACK);
+    let cluster_id = opt(ID_CLUSTER);
+    let datacenter = opt(ID_DATACENTER);
     Decoded::Sample(Box::new(RawSample {
         time_us,
         gpu_uuid,
         hostname,
-        pci_bus_id: opt(ID_PCI_BUS_ID),
+        pci_bus_id,
         device_index,
-        gpu_model: opt(ID_MODEL),
-        rack_id: opt(ID_RACK),
-        cluster_id: opt(ID_CLUSTER),
-        datacenter: opt(ID_DATACENTER),
+        gpu_model,
+        rack_id,
+        cluster_id,
+        datacenter,
         values,
         errors,
     }))
+}
+
+/// A text field as the database will store it: control characters (NUL among them,
+/// which PostgreSQL refuses in text) removed, then cut to `MAX_TEXT_BYTES` at a
+/// character boundary; says why when it changed (the first reason).
+fn clean_text(s: Cow<'_, str>) -> (Cow<'_, str>, Option<SoftReason>) {
+    let mut why = None;
+    let mut s = if s.chars().any(char::is_control) {
+        why = Some(SoftReason::ControlChars);
+        Cow::Owned(s.chars().filter(|c| !c.is_control()).collect())
+    } else {
+        s
+    };
+    if s.len() > MAX_TEXT_BYTES {
+        why.get_or_insert(SoftReason::TooLong);
+        let mut end = MAX_TEXT_BYTES;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.to_mut().truncate(end);
+    }
+    (s, why)
+}
+
+/// An identity cleaned of control characters and checked: `Ok((value, cleaned))`, or
+/// the value as received when it is still not valid.
+fn clean_identity<'a>(
+    s: Cow<'a, str>,
+    valid: fn(&str) -> bool,
+) -> Result<(Cow<'a, str>, bool), Cow<'a, str>> {
+    if valid(&s) {
+        return Ok((s, false));
+    }
+    let cleaned: String = s.chars().filter(|c| !c.is_control()).collect();
+    if cleaned.len() != s.len() && valid(&cleaned) {
+        Ok((Cow::Owned(cleaned), true))
+    } else {
+        Err(s)
+    }
 }
 
 fn dead<'a>(reason: DeadReason, detail: impl Into<String>) -> Decoded<'a> {
@@ -286,11 +487,11 @@ enum TextField<'a> {
     Ok(Cow<'a, str>),
 }
 
-fn text<'a>(leaf: Option<&Leaf<'a>>) -> TextField<'a> {
+fn text(leaf: Option<Leaf<'_>>) -> TextField<'_> {
     match leaf {
         None | Some(Leaf::Null) => TextField::Missing,
         Some(Leaf::S(s)) if s.is_empty() => TextField::Missing,
-        Some(Leaf::S(s)) => TextField::Ok(s.clone()),
+        Some(Leaf::S(s)) => TextField::Ok(s),
         Some(_) => TextField::Invalid("expected a string".into()),
     }
 }
@@ -470,6 +671,17 @@ const ID_RACK: usize = 5;
 const ID_CLUSTER: usize = 6;
 const ID_DATACENTER: usize = 7;
 const N_IDS: usize = 8;
+/// The identity fields' column names, in slot order.
+const ID_NAMES: [&str; N_IDS] = [
+    "gpu_uuid",
+    "hostname",
+    "pci_bus_id",
+    "device_index",
+    "gpu_model",
+    "rack_id",
+    "cluster_id",
+    "datacenter",
+];
 
 /// Everything the visitor found, in slots.
 struct Envelope<'a> {
@@ -478,6 +690,8 @@ struct Envelope<'a> {
     metrics: [Option<Leaf<'a>>; N_METRICS],
     /// Whether each metric came from the nested shape (units differ).
     nested_metric: [bool; N_METRICS],
+    /// Sections that were not objects (their metrics stay NULL).
+    errors: Vec<(Field, SoftReason)>,
 }
 
 /// Where a top-level key goes.
@@ -516,6 +730,7 @@ static TOP_KEYS: LazyLock<HashMap<&'static str, Slot>> = LazyLock::new(|| {
     ] {
         m.insert(name, Slot::Id(id));
     }
+    debug_assert!(ID_NAMES.iter().all(|n| matches!(m.get(n), Some(Slot::Id(_)))));
     for (i, c) in METRICS.iter().enumerate() {
         m.insert(c.name, Slot::Metric(i));
     }
@@ -543,6 +758,8 @@ const SECTIONS: [&str; 9] = [
     "pcie",
 ];
 const TOP_SECTIONS: usize = 3;
+/// `Field::Section` of the `metrics` object itself.
+const METRICS_SECTION: usize = SECTIONS.len();
 
 static SECTION_KEYS: LazyLock<Vec<HashMap<&'static str, Target>>> = LazyLock::new(|| {
     let mut maps: Vec<HashMap<&'static str, Target>> =
@@ -590,6 +807,7 @@ impl<'de> Visitor<'de> for EnvelopeVisitor {
             ids: Default::default(),
             metrics: std::array::from_fn(|_| None),
             nested_metric: [false; N_METRICS],
+            errors: Vec::new(),
         };
         top_level_fields(&mut map, &mut env, true)?;
         Ok(env)
@@ -659,8 +877,57 @@ struct Section<'e, 'de> {
 impl<'de> DeserializeSeed<'de> for Section<'_, 'de> {
     type Value = ();
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_map(self)
+        d.deserialize_any(self)
     }
+}
+
+impl Section<'_, '_> {
+    /// Not an object: the section's metrics stay NULL, the rest of the sample counts.
+    fn wrong_kind(self) {
+        self.env
+            .errors
+            .push((Field::Section(self.section), SoftReason::WrongType));
+    }
+}
+
+/// The visits of a section value that is not an object: each calls `wrong_kind` (a
+/// null, a boolean, a number, a string or an array, whose items are skipped).
+macro_rules! not_an_object {
+    () => {
+        fn visit_unit<E>(self) -> Result<(), E> {
+            self.wrong_kind();
+            Ok(())
+        }
+        fn visit_none<E>(self) -> Result<(), E> {
+            self.wrong_kind();
+            Ok(())
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+            self.wrong_kind();
+            Ok(())
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+            self.wrong_kind();
+            Ok(())
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+            self.wrong_kind();
+            Ok(())
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+            self.wrong_kind();
+            Ok(())
+        }
+        fn visit_str<E>(self, _: &str) -> Result<(), E> {
+            self.wrong_kind();
+            Ok(())
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            self.wrong_kind();
+            Ok(())
+        }
+    };
 }
 
 impl<'de> Visitor<'de> for Section<'_, 'de> {
@@ -668,6 +935,7 @@ impl<'de> Visitor<'de> for Section<'_, 'de> {
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         write!(f, "an object for `{}`", SECTIONS[self.section])
     }
+    not_an_object!();
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let keys = &SECTION_KEYS[self.section];
         while let Some(Key(key)) = map.next_key::<Key>()? {
@@ -694,7 +962,15 @@ struct MetricsSection<'e, 'de> {
 impl<'de> DeserializeSeed<'de> for MetricsSection<'_, 'de> {
     type Value = ();
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_map(self)
+        d.deserialize_any(self)
+    }
+}
+
+impl MetricsSection<'_, '_> {
+    fn wrong_kind(self) {
+        self.env
+            .errors
+            .push((Field::Section(METRICS_SECTION), SoftReason::WrongType));
     }
 }
 
@@ -703,6 +979,7 @@ impl<'de> Visitor<'de> for MetricsSection<'_, 'de> {
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("an object for `metrics`")
     }
+    not_an_object!();
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         while let Some(Key(key)) = map.next_key::<Key>()? {
             let Some(i) = SECTIONS[TOP_SECTIONS..].iter().position(|s| *s == key) else {
@@ -825,11 +1102,7 @@ mod tests {
                "gpu_temp":"64","memory_temp":"NaN","power_usage":-5,"sm_active":1.7,
                "ecc_sbe_aggregate":-1,"throttle_reasons":4.5}"#,
         );
-        let mut got: Vec<_> = s
-            .errors
-            .iter()
-            .map(|(i, r)| (METRICS[*i].name, *r))
-            .collect();
+        let mut got: Vec<_> = s.errors.iter().map(|(f, r)| (f.name(), *r)).collect();
         got.sort();
         assert_eq!(
             got,
@@ -878,12 +1151,137 @@ mod tests {
             reason(r#"{"time":"2099-01-01T00:00:00Z","gpu_uuid":"GPU-12345678","hostname":"h"}"#),
             DeadReason::TimestampInFuture
         );
-        assert_eq!(
-            reason(r#"{"time":1770805800000,"gpu":"x","gpu_uuid":"GPU-12345678","hostname":"h"}"#),
-            DeadReason::Malformed
-        );
         let big = format!(r#"{{"pad":"{}"}}"#, "x".repeat(2 << 20));
         assert_eq!(reason(&big), DeadReason::TooLarge);
+    }
+
+    fn soft(s: &RawSample) -> Vec<(&'static str, SoftReason)> {
+        let mut got: Vec<_> = s.errors.iter().map(|(f, r)| (f.name(), *r)).collect();
+        got.sort();
+        got
+    }
+
+    #[test]
+    fn sections_of_the_wrong_kind_null_their_metrics_only() {
+        for odd in ["null", "[1,2]", "\"x\"", "7", "true"] {
+            let json = NESTED
+                .replace(
+                    r#""clocks":{"sm_clock_mhz":1980,"mem_clock_mhz":2619}"#,
+                    &format!(r#""clocks":{odd}"#),
+                )
+                .replace(
+                    r#""collection":{"latency_ms":12}"#,
+                    &format!(r#""collection":{odd}"#),
+                );
+            let s = sample(&json);
+            assert_eq!(
+                soft(&s),
+                vec![
+                    ("clocks", SoftReason::WrongType),
+                    ("collection", SoftReason::WrongType)
+                ],
+                "{odd}"
+            );
+            assert_eq!(s.values[metric_index("sm_clock_mhz")], None);
+            assert_eq!(s.values[metric_index("collection_latency_ms")], None);
+            assert_eq!(s.values[GPU_TEMP], Some(64.0), "other sections are kept");
+        }
+        let s = sample(
+            r#"{"timestamp":"2026-02-11T10:30:00Z","gpu":{"gpu_uuid":"GPU-12345678"},
+                "host":{"hostname":"h"},"metrics":null}"#,
+        );
+        assert_eq!(soft(&s), vec![("metrics", SoftReason::WrongType)]);
+        // An identity section of the wrong kind leaves the sample without its GPU.
+        assert_eq!(
+            reason(r#"{"time":1770805800000,"gpu":"x","hostname":"h"}"#),
+            DeadReason::MissingGpuUuid
+        );
+    }
+
+    #[test]
+    fn text_is_cleaned_so_that_the_database_stores_it() {
+        let s = sample(
+            r#"{"time":1770805800000,"gpu_uuid":"GPU-12345678\u0000","hostname":"h\u0007ost",
+                "rack_id":"r0\u00001","gpu_model":"\u001b[31mH100","datacenter":"\u0000",
+                "cluster_id":7}"#,
+        );
+        assert_eq!(s.gpu_uuid, "GPU-12345678");
+        assert_eq!(s.hostname, "host");
+        assert_eq!(s.rack_id.as_deref(), Some("r01"));
+        assert_eq!(s.gpu_model.as_deref(), Some("[31mH100"));
+        assert_eq!(s.datacenter, None, "nothing left after cleaning");
+        assert_eq!(s.cluster_id, None);
+        assert_eq!(
+            soft(&s),
+            vec![
+                ("cluster_id", SoftReason::WrongType),
+                ("datacenter", SoftReason::ControlChars),
+                ("gpu_model", SoftReason::ControlChars),
+                ("gpu_uuid", SoftReason::ControlChars),
+                ("hostname", SoftReason::ControlChars),
+                ("rack_id", SoftReason::ControlChars),
+            ]
+        );
+        let long = "é".repeat(200);
+        let json = format!(
+            r#"{{"time":1770805800000,"gpu_uuid":"GPU-12345678","hostname":"h","gpu_model":"{long}"}}"#
+        );
+        let s = sample(&json);
+        let model = s.gpu_model.as_deref().unwrap_or_default();
+        assert_eq!(model.len(), MAX_TEXT_BYTES, "cut at a character boundary");
+        assert!(long.starts_with(model));
+        assert_eq!(soft(&s), vec![("gpu_model", SoftReason::TooLong)]);
+        // An identity still invalid after cleaning is a dead letter, never cut.
+        let uuid = format!("GPU-{}", "a".repeat(300));
+        assert_eq!(
+            reason(&format!(
+                r#"{{"time":1770805800000,"gpu_uuid":"{uuid}","hostname":"h"}}"#
+            )),
+            DeadReason::InvalidGpuUuid
+        );
+        assert_eq!(
+            reason(r#"{"time":1770805800000,"gpu_uuid":"GPU-12345678","hostname":"\u0000"}"#),
+            DeadReason::InvalidHostname
+        );
+    }
+
+    #[test]
+    fn text_that_is_not_unicode_is_replaced_not_refused() {
+        let s = sample(
+            r#"{"time":1770805800000,"gpu_uuid":"GPU-12345678","hostname":"h",
+                "rack_id":"r\ud800x","cluster_id":"\ud83d\ude00","gpu_temp":50}"#,
+        );
+        assert_eq!(s.rack_id.as_deref(), Some("r\u{fffd}x"));
+        assert_eq!(s.cluster_id.as_deref(), Some("\u{1f600}"), "a pair is kept");
+        assert_eq!(s.values[GPU_TEMP], Some(50.0));
+        assert_eq!(soft(&s), vec![("message", SoftReason::InvalidUnicode)]);
+        let mut bytes =
+            br#"{"time":1770805800000,"gpu_uuid":"GPU-12345678","hostname":"h","rack_id":"r"#
+                .to_vec();
+        bytes.extend([0xff, 0xfe]);
+        bytes.extend(br#""}"#);
+        match decode(&bytes, &limits()) {
+            Decoded::Sample(s) => {
+                assert_eq!(s.rack_id.as_deref(), Some("r\u{fffd}\u{fffd}"));
+                assert_eq!(soft(&s), vec![("message", SoftReason::InvalidUnicode)]);
+            }
+            Decoded::Dead(r, d) => panic!("{r}: {d}"),
+        }
+        // An escaped backslash before `u` is not an escape.
+        let s = sample(
+            r#"{"time":1770805800000,"gpu_uuid":"GPU-12345678","hostname":"h","rack_id":"a\\ud800"}"#,
+        );
+        assert_eq!(s.rack_id.as_deref(), Some(r"a\ud800"));
+        assert!(s.errors.is_empty());
+    }
+
+    #[test]
+    fn a_byte_order_mark_and_crlf_are_accepted() {
+        let mut bytes = b"\xEF\xBB\xBF".to_vec();
+        bytes.extend(
+            b"{\r\n\"time\":1770805800000,\r\n\"gpu_uuid\":\"GPU-12345678\",\"hostname\":\"h\"}\r\n",
+        );
+        assert!(matches!(decode(&bytes, &limits()), Decoded::Sample(_)));
     }
 
     proptest::proptest! {

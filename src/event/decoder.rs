@@ -20,15 +20,14 @@ pub struct DecodedBatch {
     pub row_message: Vec<usize>,
     pub dead: Vec<DeadLetter>,
     /// Soft validation failures by reason (`SoftReason::ALL` order).
-    pub soft: [u64; 3],
+    pub soft: SoftCounts,
 }
 
-fn soft_index(r: SoftReason) -> usize {
-    SoftReason::ALL.iter().position(|x| *x == r).unwrap_or(0)
-}
+/// Soft validation failures by reason (`SoftReason::ALL` order).
+pub type SoftCounts = [u64; SoftReason::ALL.len()];
 
 /// One thread's share: (raw rows, their message indexes, dead letters, soft counts).
-type ChunkOutput = (RecordBatch, Vec<usize>, Vec<DeadLetter>, [u64; 3]);
+type ChunkOutput = (RecordBatch, Vec<usize>, Vec<DeadLetter>, SoftCounts);
 
 fn decode_chunk(
     msgs: &[Message],
@@ -38,12 +37,12 @@ fn decode_chunk(
     let mut builder = RawBatchBuilder::with_capacity(msgs.len());
     let mut rows = Vec::with_capacity(msgs.len());
     let mut dead = Vec::new();
-    let mut soft = [0u64; 3];
+    let mut soft = SoftCounts::default();
     for (i, m) in msgs.iter().enumerate() {
         match decode(&m.value, limits) {
             Decoded::Sample(s) => {
                 for (_, r) in &s.errors {
-                    soft[soft_index(*r)] += 1;
+                    soft[r.index()] += 1;
                 }
                 builder.append(&s);
                 rows.push(base + i);
@@ -81,14 +80,14 @@ pub fn decode_batch(
     let mut batches = Vec::with_capacity(parts.len());
     let mut row_message = Vec::with_capacity(msgs.len());
     let mut dead = Vec::new();
-    let mut soft = [0u64; 3];
+    let mut soft = SoftCounts::default();
     for p in parts {
         let (b, rows, d, s) = p?;
         batches.push(b);
         row_message.extend(rows);
         dead.extend(d);
-        for i in 0..3 {
-            soft[i] += s[i];
+        for (total, n) in soft.iter_mut().zip(s) {
+            *total += n;
         }
     }
     let raw = if batches.len() == 1 {
