@@ -31,10 +31,15 @@
 # $HOME/.cache/gpu-health/target), CHAOS_DB_OUTAGE (seconds, default 60),
 # CHAOS_BROKER_DOWN (seconds, default 10), CHAOS_BATCH_SIZE (default 8192),
 # CHAOS_CHECKPOINT_INTERVAL (default 2s), CHAOS_RUN_TIMEOUT (seconds a run may take,
-# default 900), CHAOS_TANSU_PERSISTENT (a Tansu binary with the libsql engine).
+# default 900), CHAOS_TANSU_PERSISTENT (a Tansu binary with the libsql engine),
+# CHAOS_DUMP (a topic dump instead of the bundled fixture, e.g. a smaller one from
+# `gpu-health generate`; the reference run reads it too).
 # Services: its own TimescaleDB cluster (scripts/timescaledb.sh) and in-memory Tansu
 # (scripts/kafka.sh), stopped on exit. Exit status: 0 when every check passed.
 set -euo pipefail
+# One brace group: bash reads the whole script before it runs, so editing this file
+# while a long chaos run goes on cannot change what that run executes.
+{
 cd "$(dirname "$0")/.."
 
 SCRIPT_NAME=chaos.sh
@@ -42,7 +47,7 @@ SCRIPT_NAME=chaos.sh
 . scripts/lib.sh
 
 usage() {
-  sed -n '2,37p' "$0" | sed 's/^# \{0,1\}//' >&2
+  awk 'NR == 1 { next } /^#/ { sub(/^# ?/, ""); print; next } { exit }' "$0" >&2
   exit 2
 }
 
@@ -83,6 +88,11 @@ BATCH=${CHAOS_BATCH_SIZE:-8192}
 CHECKPOINT=${CHAOS_CHECKPOINT_INTERVAL:-2s}
 RUN_TIMEOUT=${CHAOS_RUN_TIMEOUT:-900}
 TOPIC=gpu-metrics-chaos
+DUMP=${CHAOS_DUMP:-embedded:fixture}
+if [ "$DUMP" != embedded:fixture ]; then
+  [ -f "$DUMP" ] || die "CHAOS_DUMP: no file $DUMP"
+  DUMP=$(cd "$(dirname "$DUMP")" && pwd)/$(basename "$DUMP")
+fi
 TANSU_VERSION=$(sed -n 's/^TANSU_VERSION=//p' scripts/kafka.sh)
 TANSU_LITE_ROOT=$HOME/.cache/gpu-health/tansu-lite
 TANSU_LITE=${CHAOS_TANSU_PERSISTENT:-$TANSU_LITE_ROOT/bin/tansu}
@@ -183,7 +193,7 @@ consumed() { # URL: sum of the stored next offsets (0 before the first flush)
 }
 
 # The in-memory broker of scripts/kafka.sh, started on first use, with the fixture in
-# $TOPIC; prints its address.
+# $TOPIC (MEM_BROKERS).
 MEM_BROKERS=
 memory_broker() {
   if [ -z "$MEM_BROKERS" ]; then
@@ -196,11 +206,11 @@ memory_broker() {
   fi
 }
 
-# produce BROKERS LOG: the fixture into $TOPIC, one record per batch (Tansu 0.6 cannot
+# produce BROKERS LOG: the dump into $TOPIC, one record per batch (Tansu 0.6 cannot
 # fetch from inside a batch: a restart must be able to seek to any offset).
 produce() {
-  log "producing the fixture into $TOPIC on $1"
-  run_logged "$2" "gpu-health replay" "$BIN" replay embedded:fixture --brokers "$1" \
+  log "producing $DUMP into $TOPIC on $1"
+  run_logged "$2" "gpu-health replay" "$BIN" replay "$DUMP" --brokers "$1" \
     --topic "$TOPIC" --partitions 4 --batch-records 1
   local n
   n=$(sed -n 's/^produced \([0-9]*\) messages.*/\1/p' "$2" | tail -n 1)
@@ -382,26 +392,35 @@ checksum() { # URL TABLE ORDER EXPR: "<rows> <md5>"
 }
 
 # diff_rows URL TABLE KEY TOLERANCE: the reference's rows copied beside the run's and
-# joined on KEY; prints "<only in run> <only in reference> <differing> <first keys>",
-# numbers equal to a relative TOLERANCE, received_at left out.
+# joined on KEY (the primary key); prints "<only in run> <only in reference> <differing>
+# <first keys>". Floating-point columns equal to a relative TOLERANCE (0: exactly),
+# received_at left out.
 diff_rows() {
-  local url=$1 table=$2 key=$3 tol=$4
-  local same="CREATE FUNCTION pg_temp.chaos_same(v jsonb, w jsonb, tol numeric) RETURNS boolean
-    LANGUAGE sql IMMUTABLE AS \$f\$ SELECT coalesce(v = w OR (jsonb_typeof(v) = 'number'
-      AND jsonb_typeof(w) = 'number' AND abs(v::numeric - w::numeric)
-        <= tol * greatest(abs(v::numeric), abs(w::numeric), 1)), false) \$f\$"
-  local query="WITH a AS (SELECT $key, to_jsonb(x) - 'received_at' AS j FROM $table x),
-      b AS (SELECT $key, to_jsonb(x) - 'received_at' AS j FROM chaos_ref x),
-      d AS (SELECT ($key)::text AS k, a.j AS aj, b.j AS bj FROM a FULL JOIN b USING ($key)
-            WHERE a.j IS NULL OR b.j IS NULL OR EXISTS (
-              SELECT 1 FROM jsonb_each(a.j) e(k, v) WHERE NOT pg_temp.chaos_same(e.v, b.j -> e.k, $tol)))
-    SELECT count(*) FILTER (WHERE bj IS NULL) || ' ' || count(*) FILTER (WHERE aj IS NULL) || ' '
-        || count(*) FILTER (WHERE aj IS NOT NULL AND bj IS NOT NULL) || ' '
-        || coalesce((SELECT string_agg(k, '; ') FROM (SELECT k FROM d ORDER BY k LIMIT 3) f), '')
-    FROM d"
+  local url=$1 table=$2 key=$3 tol=$4 same on=() k=() cols=() c
+  same=$(psql_q "$url" "SELECT string_agg(CASE
+      WHEN data_type IN ('double precision', 'real') AND $tol > 0 THEN format(
+        '(a.%1\$I IS NOT DISTINCT FROM b.%1\$I OR abs(a.%1\$I - b.%1\$I) <= %2\$s * greatest(abs(a.%1\$I), abs(b.%1\$I), 1))',
+        column_name, '$tol')
+      ELSE format('a.%1\$I IS NOT DISTINCT FROM b.%1\$I', column_name) END, ' AND ' ORDER BY ordinal_position)
+    FROM information_schema.columns
+    WHERE table_schema = 'public' AND table_name = '$table' AND column_name <> 'received_at'")
+  IFS=, read -r -a cols <<<"$key"
+  for c in "${cols[@]}"; do
+    c=${c// /}
+    on+=("a.$c = b.$c")
+    k+=("coalesce(a.$c, b.$c)")
+  done
+  local on_sql k_sql
+  on_sql=$(printf ' AND %s' "${on[@]}")
+  k_sql=$(printf ', %s' "${k[@]}")
+  local query="SELECT count(*) FILTER (WHERE b IS NULL) || ' ' || count(*) FILTER (WHERE a IS NULL) || ' '
+      || count(*) FILTER (WHERE NOT (a IS NULL) AND NOT (b IS NULL)) || ' '
+      || coalesce(string_agg(k, '; ') FILTER (WHERE n <= 3), '')
+    FROM (SELECT a, b, row(${k_sql#, })::text AS k, row_number() OVER (ORDER BY ${k_sql#, }) AS n
+            FROM $table a FULL JOIN chaos_ref b ON ${on_sql# AND }
+           WHERE a IS NULL OR b IS NULL OR NOT ($same)) d"
   psql_q "$REF_URL" "COPY (SELECT * FROM $table) TO STDOUT" |
-    psql_q "$url" "CREATE TEMP TABLE chaos_ref (LIKE $table)" "COPY chaos_ref FROM STDIN" \
-      "$same" "$query"
+    psql_q "$url" "CREATE TEMP TABLE chaos_ref (LIKE $table)" "COPY chaos_ref FROM STDIN" "$query"
 }
 
 OFFSETS_SQL="SELECT coalesce(md5(string_agg(topic || '/' || partition || '=' || next_offset, ',' ORDER BY topic, partition)), '')
@@ -443,9 +462,9 @@ compare() {
 # --- reference -----------------------------------------------------------------------
 
 REF_URL=$(fresh_db chaos_reference)
-log "reference: the fixture from the file into chaos_reference (pipelines/backfill.toml)"
+log "reference: $DUMP from the file into chaos_reference (pipelines/backfill.toml)"
 ref_started=$SECONDS
-if ! GPU_HEALTH_DATABASE_URL=$REF_URL GPU_HEALTH_SOURCE__TOPIC=$TOPIC \
+if ! GPU_HEALTH_DATABASE_URL=$REF_URL GPU_HEALTH_SOURCE__PATH=$DUMP GPU_HEALTH_SOURCE__TOPIC=$TOPIC \
   GPU_HEALTH_METRICS__LISTEN="127.0.0.1:$(free_port)" GPU_HEALTH_LOG=gpu_health=info NO_COLOR=1 \
   "$BIN" run --config pipelines/backfill.toml >"$WORK/reference.out" 2>"$WORK/reference.log" </dev/null; then
   tail -n 20 "$WORK/reference.log" | sed 's/^/    /' >&2
@@ -454,6 +473,9 @@ fi
 REF_TOTAL=$(consumed "$REF_URL")
 [ "$REF_TOTAL" -gt 0 ] || die "the reference run stored no offsets (see $WORK/reference.log)"
 log "reference: $REF_TOTAL messages in $((SECONDS - ref_started)) s"
+# "Mid-stream": once four flushes are stored, or a tenth of a small dump.
+MID=$((4 * BATCH))
+[ "$MID" -le $((REF_TOTAL / 10)) ] || MID=$((REF_TOTAL / 10 + 1))
 
 # --- scenario kills ------------------------------------------------------------------
 
@@ -536,9 +558,9 @@ scenario_broker() {
   start_pipeline "$WORK/broker.toml" "$url" "$logs/run.log"
   local rc=0 at
   wait_for_line "$logs/run.log" "partitions assigned" 90 || rc=$?
-  [ "$rc" -ne 0 ] || wait_consumed "$url" $((4 * BATCH)) 300 || rc=$?
+  [ "$rc" -ne 0 ] || wait_consumed "$url" "$MID" 300 || rc=$?
   if [ "$rc" -ne 0 ]; then
-    record broker FAIL "restart mid-stream" "the run $([ "$rc" -eq 2 ] && echo ended || echo stalled) before 4 flushes were stored; see $logs/run.log"
+    record broker FAIL "restart mid-stream" "the run $([ "$rc" -eq 2 ] && echo ended || echo stalled) before $MID messages were stored; see $logs/run.log"
     [ -z "$PIPE_PID" ] || { kill -KILL "$PIPE_PID" 2>/dev/null || true; reap; }
     return
   fi
@@ -590,9 +612,9 @@ scenario_database() {
   fi
   local rc=0 at
   wait_for_line "$logs/run.log" "partitions assigned" 90 || rc=$?
-  [ "$rc" -ne 0 ] || wait_consumed "$url" $((4 * BATCH)) 300 || rc=$?
+  [ "$rc" -ne 0 ] || wait_consumed "$url" "$MID" 300 || rc=$?
   if [ "$rc" -ne 0 ]; then
-    record database FAIL "outage mid-stream" "the run $([ "$rc" -eq 2 ] && echo ended || echo stalled) before 4 flushes were stored; see $logs/run.log"
+    record database FAIL "outage mid-stream" "the run $([ "$rc" -eq 2 ] && echo ended || echo stalled) before $MID messages were stored; see $logs/run.log"
     [ -z "$PIPE_PID" ] || { kill -KILL "$PIPE_PID" 2>/dev/null || true; reap; }
     return
   fi
@@ -632,8 +654,8 @@ scenario_database() {
     record database INFO "peak RSS" unknown
   fi
   local retries
-  retries=$(grep -ci 'unavailable\|retry\|retrying\|backoff' "$logs/run.log" || true)
-  record database INFO "log lines on the outage" "$retries (unavailable/retry/backoff)"
+  retries=$(grep -c 'database unavailable' "$logs/run.log" || true)
+  record database INFO "retries logged" "$retries 'database unavailable' lines"
   compare database "$url"
 }
 
@@ -650,3 +672,4 @@ wants database && scenario_database
   if [ "$FAILED" -eq 0 ]; then echo "=== PASS"; else echo "=== FAIL (logs: $WORK)"; fi
 } >&2
 exit "$FAILED"
+}

@@ -63,9 +63,23 @@ pub struct TopicsSection {
     pub rollup_15m: String,
     #[serde(default = "default_topic_dlq")]
     pub dead_letters: String,
+    /// The largest message the brokers take (their `message.max.bytes`, 1 MB by
+    /// default): a longer dead letter is produced truncated, with its original size
+    /// and SHA-256 in headers.
+    #[serde(default = "default_topic_max_message_bytes")]
+    pub max_message_bytes: usize,
+    /// Replication factor of the output topics the processor creates; unset: the
+    /// broker's own default (`default.replication.factor`).
+    #[serde(default)]
+    pub replication_factor: Option<i16>,
     /// Extra librdkafka producer settings.
     #[serde(default)]
     pub properties: std::collections::BTreeMap<String, String>,
+}
+
+/// Kafka's default `message.max.bytes` (1,048,588) less room for the record's framing.
+fn default_topic_max_message_bytes() -> usize {
+    1_000_000
 }
 
 fn default_topic_1m() -> String {
@@ -202,7 +216,7 @@ impl WindowSection {
         WindowConfig {
             allowed_lateness_us: self.allowed_lateness.as_micros() as i64,
             late_horizon_us: self.late_horizon.as_micros() as i64,
-            idle_timeout: self.idle_timeout,
+            idle_timeout: Some(self.idle_timeout),
         }
     }
 }

@@ -29,8 +29,9 @@ pub enum ErrorClass {
 /// A database error (the TimescaleDB sink, the state store, migrations).
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
-    /// PostgreSQL refused or the connection failed while `doing`.
-    #[error("{doing}")]
+    /// PostgreSQL refused or the connection failed while `doing`; a set-up error
+    /// says what to fix.
+    #[error("{doing}{}", advice(source))]
     Postgres {
         doing: String,
         #[source]
@@ -120,11 +121,18 @@ impl<T> PgContext<T> for Result<T, tokio_postgres::Error> {
     }
 }
 
-/// The class of a PostgreSQL error: a closed connection or an I/O failure (no answer
-/// at all), SQLSTATE class 08 (connection exception), 57P (the server shutting down or
-/// restarting) and 53300 (too many connections) are waited out; classes 22 (data
-/// exception) and 23 (integrity constraint) are the rows' fault; every other answer
-/// (a missing table, a refused login, a permission) is the set-up's.
+/// The class of a PostgreSQL error, by SQLSTATE (the codes are PostgreSQL's, Appendix A
+/// of its manual):
+/// - waited out (`Retriable`): no answer at all (a closed connection, an I/O failure),
+///   class 08 (connection exception), 40001 (serialization failure), 40P01 (deadlock),
+///   57P01..57P03 (administrator shutdown, crash shutdown, cannot connect now), 25006
+///   (read-only transaction: a replica promoted or a server in recovery after a
+///   failover), class 53 (insufficient resources: disk full, out of memory, too many
+///   connections), 55P03 (lock not available) and 57014 (statement timeout or cancel);
+/// - the rows' fault (`Data`): class 22 (data exception), 23 (integrity constraint) and
+///   54 (a limit such as an index row that is too large);
+/// - every other answer (a missing table, a refused login, a permission) is the
+///   set-up's (`Configuration`): see `advice` for what to fix.
 pub fn classify_postgres(e: &tokio_postgres::Error) -> ErrorClass {
     if e.is_closed() {
         return ErrorClass::Retriable;
@@ -144,13 +152,42 @@ pub fn classify_postgres(e: &tokio_postgres::Error) -> ErrorClass {
             ErrorClass::Data
         };
     };
-    let c = code.code();
-    if c.starts_with("08") || c.starts_with("57P") || c == "53300" {
+    classify_sqlstate(code.code())
+}
+
+/// `classify_postgres` for a SQLSTATE.
+pub fn classify_sqlstate(c: &str) -> ErrorClass {
+    const RETRIABLE: [&str; 8] = [
+        "40001", "40P01", "57P01", "57P02", "57P03", "25006", "55P03", "57014",
+    ];
+    if c.starts_with("08") || c.starts_with("53") || RETRIABLE.contains(&c) {
         ErrorClass::Retriable
-    } else if c.starts_with("22") || c.starts_with("23") {
+    } else if c.starts_with("22") || c.starts_with("23") || c.starts_with("54") {
         ErrorClass::Data
     } else {
         ErrorClass::Configuration
+    }
+}
+
+/// What to fix for a set-up error, by SQLSTATE (empty when there is no advice).
+fn advice(e: &tokio_postgres::Error) -> &'static str {
+    let Some(code) = e.code() else { return "" };
+    let c = code.code();
+    match c {
+        "42501" => {
+            " (permission denied: grant the role what it needs, e.g. `GRANT gpu_health_writer \
+             TO <role>`, or run `gpu-health schema apply` as the owner)"
+        }
+        "42P01" | "42703" | "42883" | "3F000" => {
+            " (the schema is missing or older than this build: run `gpu-health schema apply`)"
+        }
+        "3D000" => " (no such database: check the database name in the database URL)",
+        "0A000" => " (a feature this edition of TimescaleDB lacks)",
+        _ if c.starts_with("28") => {
+            " (the login was refused: check the user and password in the database URL and \
+             pg_hba.conf)"
+        }
+        _ => "",
     }
 }
 
@@ -181,6 +218,7 @@ pub enum KafkaError {
     #[error("producing to {topic}")]
     Produce {
         topic: String,
+        class: ErrorClass,
         #[source]
         source: rdkafka::error::KafkaError,
     },
@@ -196,10 +234,10 @@ pub enum KafkaError {
 impl KafkaError {
     pub fn class(&self) -> ErrorClass {
         match self {
-            KafkaError::Client { class, .. } | KafkaError::Topic { class, .. } => *class,
+            KafkaError::Client { class, .. }
+            | KafkaError::Topic { class, .. }
+            | KafkaError::Produce { class, .. } => *class,
             KafkaError::MissingTopic(_) => ErrorClass::Configuration,
-            // librdkafka has retried within `message.timeout.ms` already.
-            KafkaError::Produce { .. } => ErrorClass::Retriable,
             KafkaError::Encode { .. } => ErrorClass::Data,
         }
     }
@@ -334,5 +372,40 @@ mod tests {
         };
         assert_eq!(chain(&e), "encoding gpu_metrics: row 3: column x");
         assert_eq!(e.class(), ErrorClass::Data);
+    }
+
+    #[test]
+    fn sqlstates_fall_in_the_classes_the_issue_lists() {
+        use ErrorClass::*;
+        // Codes from PostgreSQL's manual, Appendix A.
+        for (code, class) in [
+            ("08006", Retriable),     // connection_failure
+            ("08P01", Retriable),     // protocol_violation
+            ("40001", Retriable),     // serialization_failure
+            ("40P01", Retriable),     // deadlock_detected
+            ("57P01", Retriable),     // admin_shutdown
+            ("57P02", Retriable),     // crash_shutdown
+            ("57P03", Retriable),     // cannot_connect_now
+            ("25006", Retriable),     // read_only_sql_transaction
+            ("53100", Retriable),     // disk_full
+            ("53200", Retriable),     // out_of_memory
+            ("53300", Retriable),     // too_many_connections
+            ("55P03", Retriable),     // lock_not_available
+            ("57014", Retriable),     // query_canceled (statement_timeout)
+            ("22021", Data),          // character_not_in_repertoire (NUL in text)
+            ("22003", Data),          // numeric_value_out_of_range
+            ("23514", Data),          // check_violation
+            ("23502", Data),          // not_null_violation
+            ("54000", Data),          // program_limit_exceeded
+            ("42501", Configuration), // insufficient_privilege
+            ("42P01", Configuration), // undefined_table
+            ("3D000", Configuration), // invalid_catalog_name
+            ("28P01", Configuration), // invalid_password
+            ("28000", Configuration), // invalid_authorization_specification
+            ("57P04", Configuration), // database_dropped
+            ("0A000", Configuration), // feature_not_supported
+        ] {
+            assert_eq!(classify_sqlstate(code), class, "{code}");
+        }
     }
 }

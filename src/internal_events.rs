@@ -43,6 +43,10 @@ pub struct Tally {
     pub pauses: u64,
     /// Flush or maintenance attempts retried after a retriable database error.
     pub sink_retries: u64,
+    /// Aggregate refreshes and retention runs that failed (each retried later).
+    pub maintenance_failures: u64,
+    /// Output-topic flushes retried while the broker was unavailable.
+    pub topic_retries: u64,
     pub peak_state_bytes: usize,
 }
 
@@ -218,6 +222,46 @@ impl InternalEvent for SourcePaused {
 
 /// A flush or a maintenance run failed on something outside the job and waits
 /// `backoff` before it is tried again.
+/// An aggregate refresh or a retention run failed after its flush was stored: the
+/// data is safe, the work is retried later.
+pub struct MaintenanceFailed<'a> {
+    pub what: &'static str,
+    pub error: &'a str,
+    pub retry_in: Duration,
+}
+
+impl InternalEvent for MaintenanceFailed<'_> {
+    fn emit(self, t: &mut Tally) {
+        t.maintenance_failures += 1;
+        metrics().maintenance_failures.inc();
+        warn!(
+            what = self.what,
+            error = self.error,
+            retry_in_s = self.retry_in.as_secs(),
+            "database maintenance failed; the data is stored, retrying later"
+        );
+    }
+}
+
+/// The output topics could not take a flush (broker unavailable): input paused,
+/// retrying.
+pub struct TopicRetried<'a> {
+    pub error: &'a str,
+    pub backoff: Duration,
+}
+
+impl InternalEvent for TopicRetried<'_> {
+    fn emit(self, t: &mut Tally) {
+        t.topic_retries += 1;
+        metrics().topic_retries.inc();
+        warn!(
+            error = self.error,
+            backoff_ms = self.backoff.as_millis() as u64,
+            "output topics unavailable; input paused, retrying"
+        );
+    }
+}
+
 pub struct SinkRetried<'a> {
     pub error: &'a str,
     pub backoff: Duration,

@@ -135,8 +135,14 @@ impl KafkaConnection {
         self.create(Role::Admin, "admin client", DefaultClientContext)
     }
 
-    /// Creates `topic` with `partitions` partitions unless it exists.
-    pub async fn ensure_topic(&self, topic: &str, partitions: i32) -> Result<(), KafkaError> {
+    /// Creates `topic` with `partitions` partitions unless it exists, replicated
+    /// `replication` times (`None`: the broker's `default.replication.factor`).
+    pub async fn ensure_topic(
+        &self,
+        topic: &str,
+        partitions: i32,
+        replication: Option<i16>,
+    ) -> Result<(), KafkaError> {
         let admin = self.admin()?;
         let failed = |source| KafkaError::Topic {
             topic: topic.to_owned(),
@@ -145,7 +151,12 @@ impl KafkaConnection {
         };
         let results = admin
             .create_topics(
-                &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+                &[NewTopic::new(
+                    topic,
+                    partitions,
+                    // -1 asks the broker for its default (KIP-464).
+                    TopicReplication::Fixed(replication.map_or(-1, i32::from)),
+                )],
                 &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
             )
             .await

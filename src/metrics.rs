@@ -66,6 +66,10 @@ pub struct Metrics {
     pub source_pauses: IntCounter,
     /// Flush attempts that failed on a lost database connection and were retried.
     pub sink_retries: IntCounter,
+    /// Aggregate refreshes and retention runs that failed (retried later).
+    pub maintenance_failures: IntCounter,
+    /// Output-topic flushes retried while the broker was unavailable.
+    pub topic_retries: IntCounter,
     /// Kafka message timestamp to its flush committed, seconds.
     pub e2e_latency: QuantileSummary,
     /// Time to store one flush (output topics and sink), seconds.
@@ -176,6 +180,16 @@ impl Metrics {
                 r,
                 "sink_retries_total",
                 "Flush attempts retried after a lost database connection.",
+            ),
+            maintenance_failures: counter(
+                r,
+                "maintenance_failures_total",
+                "Aggregate refreshes and retention runs that failed; retried later.",
+            ),
+            topic_retries: counter(
+                r,
+                "topic_retries_total",
+                "Output-topic flushes retried while the broker was unavailable.",
             ),
             e2e_latency: QuantileSummary::register(
                 r,

@@ -83,11 +83,17 @@ impl LatencySummary {
 }
 
 impl RunReport {
-    /// Messages that became neither a raw row nor a counted duplicate.
+    /// Messages that became neither a raw row nor a counted duplicate. A `too_late`
+    /// event is a raw row too, and a `db_rejected` letter is a row (raw or derived)
+    /// that the database refused after the engine admitted it.
     pub fn hard_dead_letters(&self) -> u64 {
+        let soft = [
+            DeadReason::TooLate.as_str(),
+            DeadReason::DbRejected.as_str(),
+        ];
         self.dead_letters
             .iter()
-            .filter(|(r, _)| **r != DeadReason::TooLate.as_str())
+            .filter(|(r, _)| !soft.contains(*r))
             .map(|(_, n)| n)
             .sum()
     }
@@ -186,6 +192,9 @@ pub struct Pipeline {
     positions: BTreeMap<(String, i32), i64>,
     /// When the last checkpoint was taken (none yet: the next flush takes one).
     last_checkpoint: Option<Instant>,
+    /// Whether the engine took input or emitted since the last checkpoint (a quiet
+    /// stream is not checkpointed over and over).
+    changed: bool,
     /// Resolves when the process is asked to stop.
     shutdown: Shutdown,
     /// Output topics beside the sink.
@@ -205,6 +214,7 @@ impl Pipeline {
             latest: BTreeMap::new(),
             positions: BTreeMap::new(),
             last_checkpoint: None,
+            changed: false,
             shutdown: Shutdown::never(),
             topics: None,
         }
@@ -251,7 +261,7 @@ impl Pipeline {
                     let started = Instant::now();
                     if let Some(t) = &topics {
                         let count = t
-                            .write(&set)
+                            .write(&set, &events)
                             .await
                             .context("producing to the output topics")?;
                         events.emit(TopicMessagesProduced { count });
@@ -340,9 +350,15 @@ impl Pipeline {
                 break;
             };
             self.engine.on_assign(&source.partitions(), Instant::now());
+            // An empty batch is the source's tick while nothing arrives: the watermark
+            // may move by idleness and close windows and days.
             let mut set = self.step(&msgs).await?;
-            if checkpoints && self.checkpoint_due() {
+            self.changed |= !msgs.is_empty() || set.has_rows();
+            if checkpoints && self.changed && self.checkpoint_due() {
                 set.checkpoints = self.checkpoint()?;
+            }
+            if msgs.is_empty() && !set.has_rows() && set.checkpoints.is_empty() {
+                continue;
             }
             set.arrivals_ms = source.take_arrivals();
             in_flight.sent();
@@ -395,6 +411,7 @@ impl Pipeline {
             .collect();
         let stored = checkpoint::capture(self.engine.stages(), self.engine.fleet(), &positions)?;
         self.last_checkpoint = Some(Instant::now());
+        self.changed = false;
         self.events.emit(CheckpointsTaken {
             count: stored.len() as u64,
         });

@@ -35,7 +35,9 @@ const IN_FLIGHT: usize = 20_000;
 
 pub async fn replay(opts: &ReplayOptions) -> Result<u64> {
     let kafka = KafkaConnection::new(&opts.brokers, opts.properties.iter().cloned());
-    kafka.ensure_topic(&opts.topic, opts.partitions).await?;
+    kafka
+        .ensure_topic(&opts.topic, opts.partitions, None)
+        .await?;
     let producer = kafka.producer(Role::ReplayProducer {
         batch_records: opts.batch_records,
     })?;

@@ -131,6 +131,8 @@ async fn fixture_through_kafka_equals_the_file_run() {
         rollup_1m: format!("{topic}-1min"),
         rollup_15m: format!("{topic}-15min"),
         dead_letters: format!("{topic}-dlq"),
+        max_message_bytes: 1_000_000,
+        replication_factor: None,
         properties: Default::default(),
     };
     cfg.topics = Some(outputs.clone());
@@ -405,7 +407,19 @@ async fn sigkill_at_random_moments_leaves_the_uninterrupted_tables() {
         // A restart waits for the group to drop the killed member (session timeout)
         // before it is assigned; the moment counts from the assignment. The whole
         // topic takes 10 to 30 s to process here (one record per batch, see `reference`).
-        wait_for_line(&log, "partitions assigned", Duration::from_secs(60));
+        wait_for_line(&log, "partitions assigned", Duration::from_secs(120));
+        // The first kill only once a checkpoint is stored, however slow this machine
+        // is: then every restart has state to go on from.
+        let deadline = Instant::now() + Duration::from_secs(300);
+        while scalar_i64(&c, "SELECT count(*) FROM gpu_health.engine_checkpoints").await == 0
+            && child.try_wait().unwrap().is_none()
+        {
+            assert!(
+                Instant::now() < deadline,
+                "no checkpoint stored in run {runs}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         let moment = Duration::from_millis(rng.random_range(800..4000));
         std::thread::sleep(moment);
         if let Some(status) = child.try_wait().unwrap() {
@@ -720,4 +734,189 @@ async fn a_scrape_during_a_run_sees_the_figures_move() {
     let status = wait_exit(&mut child, Duration::from_secs(180));
     assert!(status.success(), "see {}", log.display());
     assert_same_tables(&c, r).await;
+}
+
+/// A quiet fleet closes its windows (DESIGN 3, idle watermarks): samples stop coming,
+/// and after the idle timeout the last minute's rollup is in the database, with the
+/// values of its samples, and a checkpoint is stored. Without idleness the watermark
+/// would stay a minute behind the newest sample and the last window would never close.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_quiet_fleet_closes_its_last_window() {
+    require_services!(a_quiet_fleet_closes_its_last_window: "DATABASE_URL", "KAFKA_BROKERS");
+    let (url, mut c) = fresh_db("t_kafka_idle").await;
+    apply_schema(&mut c).await.unwrap();
+    let group = format!("idle-{}", std::process::id());
+    let topic = format!("gpu-metrics-idle-{}", std::process::id());
+    // Two GPUs, one sample each 10 s for 3 minutes, starting on a minute 30 min ago.
+    let now_s = chrono::Utc::now().timestamp();
+    let t0 = (now_s - 1800) / 60 * 60;
+    let gpus = [
+        "GPU-1d1e0000-0000-0000-0000-000000000001",
+        "GPU-1d1e0000-0000-0000-0000-000000000002",
+    ];
+    let temp = |g: usize, k: i64| 40.0 + g as f64 * 5.0 + (k % 7) as f64;
+    let dump = std::env::temp_dir().join(format!("{topic}.jsonl"));
+    let mut lines = String::new();
+    for k in 0..18 {
+        for (g, uuid) in gpus.iter().enumerate() {
+            let value = serde_json::json!({
+                "time": (t0 + k * 10) * 1000, "gpu_uuid": uuid, "hostname": "quiet-host",
+                "gpu_temp": temp(g, k),
+            });
+            let rec = serde_json::json!({"key": uuid, "partition": 0, "value": value.to_string()});
+            lines.push_str(&rec.to_string());
+            lines.push('\n');
+        }
+    }
+    std::fs::write(&dump, lines).unwrap();
+    replay(&ReplayOptions {
+        dump: dump.display().to_string(),
+        brokers: brokers(),
+        topic: topic.clone(),
+        partitions: 1,
+        rate: None,
+        batch_records: None,
+        properties: Vec::new(),
+    })
+    .await
+    .unwrap();
+    let config = std::env::temp_dir().join(format!("gpu-health-{group}.toml"));
+    std::fs::write(
+        &config,
+        format!(
+            r#"name = "{group}"
+[source]
+kind = "kafka"
+brokers = "{brokers}"
+topic = "{topic}"
+bounded = false
+[sink]
+kind = "timescale"
+apply_schema = false
+refresh_interval = "1h"
+max_backoff = "1s"
+[window]
+allowed_lateness = "60s"
+late_horizon = "10m"
+idle_timeout = "10s"
+[engine]
+checkpoint_interval = "1s"
+"#,
+            brokers = brokers()
+        ),
+    )
+    .unwrap();
+    let log = std::env::temp_dir().join(format!("{group}.log"));
+    let mut child = spawn_processor(&config, &url, &log);
+    // The last window: [t0 + 2 min, t0 + 3 min), six samples per GPU.
+    let last = t0 + 120;
+    let query = format!(
+        "SELECT count(*) FROM gpu_metrics_1min WHERE time = to_timestamp({last}) AND sample_count = 6"
+    );
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while scalar_i64(&c, &query).await < 2 {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("gpu-health stopped ({status}); see {}", log.display());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the last minute was never written; see {}",
+            log.display()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for (g, uuid) in gpus.iter().enumerate() {
+        let want: f64 = (12..18).map(|k| temp(g, k)).sum::<f64>() / 6.0;
+        let got: f64 = c
+            .query_one(
+                "SELECT gpu_temp_avg FROM gpu_metrics_1min WHERE time = to_timestamp($1::float8) AND gpu_uuid = $2",
+                &[&(last as f64), uuid],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert!(
+            (got - want).abs() < 1e-9,
+            "{uuid}: gpu_temp_avg {got}, samples say {want}"
+        );
+    }
+    // The state after the quiet close is stored too.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while scalar_i64(&c, "SELECT count(*) FROM gpu_health.engine_checkpoints").await == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "no checkpoint after the quiet close"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// A dead letter over the brokers' message limit goes to the DLQ truncated, with its
+/// original size and SHA-256 in headers (a stock broker refuses over 1 MB).
+#[tokio::test(flavor = "multi_thread")]
+async fn an_over_size_dead_letter_is_produced_truncated() {
+    use sha2::{Digest, Sha256};
+    require_services!(an_over_size_dead_letter_is_produced_truncated: "KAFKA_BROKERS");
+    let name = format!("gpu-metrics-big-{}", std::process::id());
+    let dir = std::env::temp_dir().join(&name);
+    std::fs::create_dir_all(&dir).unwrap();
+    let big = format!(
+        r#"{{"time":1770805800000,"gpu_uuid":"GPU-b1900000-0000","hostname":"h","pad":"{}"}}"#,
+        "x".repeat(1_500_000)
+    );
+    let small =
+        r#"{"time":1770805810000,"gpu_uuid":"GPU-b1900000-0000","hostname":"h","gpu_temp":50}"#;
+    let dump = dir.join("in.jsonl");
+    let lines: Vec<String> = [small, &big]
+        .iter()
+        .map(|v| {
+            serde_json::json!({"key": "GPU-b1900000-0000", "partition": 0, "value": v}).to_string()
+        })
+        .collect();
+    std::fs::write(&dump, lines.join("\n")).unwrap();
+    let mut cfg = fixture_pipeline(&name);
+    cfg.source = SourceConfig::File {
+        path: dump.display().to_string(),
+        topic: name.clone(),
+    };
+    cfg.sink = gpu_health::config::SinkConfig::Parquet {
+        path: dir.join("out").display().to_string(),
+        rows_per_file: 1000,
+    };
+    let outputs = TopicsSection {
+        brokers: brokers(),
+        rollup_1m: format!("{name}-1min"),
+        rollup_15m: format!("{name}-15min"),
+        dead_letters: format!("{name}-dlq"),
+        max_message_bytes: 1_000_000,
+        replication_factor: None,
+        properties: Default::default(),
+    };
+    cfg.topics = Some(outputs.clone());
+    let report = gpu_health::run_pipeline(cfg).await.unwrap();
+    assert_eq!(report.dead_letters.get("too_large"), Some(&1));
+    let dlq = consume_all(&outputs.dead_letters);
+    assert_eq!(dlq.len(), 1);
+    let m = &dlq[0];
+    let h = |k: &str| m.headers.get(k).cloned().unwrap_or_default();
+    assert_eq!(h("error.reason"), "too_large");
+    assert_eq!(h("error.truncated"), "true");
+    assert_eq!(h("original.size"), big.len().to_string());
+    let want: String = Sha256::digest(big.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(h("original.sha256"), want);
+    assert!(
+        m.value.len() < 1_000_000,
+        "{} bytes produced",
+        m.value.len()
+    );
+    assert_eq!(
+        m.value,
+        big.as_bytes()[..m.value.len()],
+        "the payload is the original's head"
+    );
 }

@@ -31,6 +31,9 @@ pub enum DeadReason {
     TimestampTooOld,
     TimestampInFuture,
     TooLate,
+    /// A row the database refused (a data error: a constraint, a value it cannot
+    /// store), found by bisecting its flush.
+    DbRejected,
 }
 
 impl DeadReason {
@@ -49,6 +52,7 @@ impl DeadReason {
             DeadReason::TimestampTooOld => "timestamp_too_old",
             DeadReason::TimestampInFuture => "timestamp_in_future",
             DeadReason::TooLate => "too_late",
+            DeadReason::DbRejected => "db_rejected",
         }
     }
 }
@@ -78,7 +82,7 @@ impl DeadLetter {
     pub fn new(msg: &Message, reason: DeadReason, detail: impl Into<String>) -> Self {
         DeadLetter {
             reason,
-            detail: detail.into(),
+            detail: printable(detail.into()),
             topic: msg.topic.clone(),
             partition: msg.partition,
             offset: msg.offset,
@@ -87,6 +91,16 @@ impl DeadLetter {
             gpu_uuid: None,
             time_us: None,
         }
+    }
+}
+
+/// The detail as the database stores text: control characters (NUL among them, which
+/// PostgreSQL refuses) shown as escapes.
+pub(crate) fn printable(detail: String) -> String {
+    if detail.chars().any(char::is_control) {
+        detail.escape_debug().to_string()
+    } else {
+        detail
     }
 }
 

@@ -730,7 +730,11 @@ static TOP_KEYS: LazyLock<HashMap<&'static str, Slot>> = LazyLock::new(|| {
     ] {
         m.insert(name, Slot::Id(id));
     }
-    debug_assert!(ID_NAMES.iter().all(|n| matches!(m.get(n), Some(Slot::Id(_)))));
+    debug_assert!(
+        ID_NAMES
+            .iter()
+            .all(|n| matches!(m.get(n), Some(Slot::Id(_))))
+    );
     for (i, c) in METRICS.iter().enumerate() {
         m.insert(c.name, Slot::Metric(i));
     }

@@ -38,6 +38,22 @@ pub struct FlushSet {
 }
 
 impl FlushSet {
+    /// Whether it holds any row for a table or a topic.
+    pub fn has_rows(&self) -> bool {
+        [
+            &self.raw,
+            &self.updates_1m,
+            &self.updates_15m,
+            &self.finals_1m,
+            &self.finals_15m,
+            &self.scores,
+            &self.predictions,
+            &self.dead_letters,
+        ]
+        .iter()
+        .any(|g| g.iter().any(|b| b.num_rows() > 0))
+    }
+
     /// Rows per table (`parquet::TABLES` order) a sink stores of this flush: upsert
     /// sinks every rollup emission, append-only sinks the final ones.
     pub fn table_rows(&self, upserts: bool) -> [(&'static str, u64); 6] {
@@ -123,7 +139,10 @@ impl Sink {
     pub async fn close(self, events: &Events) -> Result<()> {
         match self {
             Sink::Parquet(p) => p.close(),
-            Sink::Timescale(t) => Ok(t.close(events).await?),
+            Sink::Timescale(t) => {
+                t.close(events).await;
+                Ok(())
+            }
         }
     }
 

@@ -13,23 +13,28 @@
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
+use datafusion::arrow::array::{Array, TimestampMicrosecondArray};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use futures_util::SinkExt;
+use sha2::{Digest, Sha256};
 use tokio_postgres::{Client, Transaction};
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::FlushSet;
+use super::topics::rows_as_json;
 use crate::db::copy::{copy_header, copy_trailer, encode_rows, staging_ddl, upsert_from_staging};
 use crate::db::maintain::{enforce_retention, refresh_views};
 use crate::db::state::StateStore;
 use crate::db::{Edition, assets, connect, edition, redact, timestamptz};
 use crate::error::{DbError, ErrorClass, PgContext, chain};
-use crate::event::dead_letter::dead_letter_schema;
+use crate::event::dead_letter::{
+    DeadLetter, DeadReason, dead_letter_schema, dead_letters_to_batch, printable,
+};
 use crate::event::schema::raw_schema;
 use crate::health::predict::predictions_schema;
 use crate::health::scores::scores_schema;
-use crate::internal_events::{Events, SinkRetried};
+use crate::internal_events::{DeadLettered, Events, MaintenanceFailed, SinkRetried};
 use crate::window::rollup::rollup_schema;
 
 /// One target table and how rows reach it.
@@ -117,6 +122,9 @@ pub struct TimescaleSink {
     last_refresh: Option<Instant>,
     last_retention: Option<Instant>,
     dirty_views: bool,
+    /// After a failed maintenance run: not before this time, and the next wait.
+    maintenance_after: Option<Instant>,
+    maintenance_backoff: Duration,
     /// Flushes left that take the staging path for insert-only rows, after a direct
     /// COPY met an existing key (a replay of stored input): a replay stays on the
     /// cheap-to-fail path, and a fresh stream returns to direct COPY.
@@ -168,6 +176,8 @@ impl TimescaleSink {
             last_refresh: Some(Instant::now()),
             last_retention: None,
             dirty_views: false,
+            maintenance_after: None,
+            maintenance_backoff: MAINTENANCE_BACKOFF,
             staging_flushes_left: 0,
         })
     }
@@ -186,22 +196,38 @@ impl TimescaleSink {
         )
     }
 
-    /// Writes one flush; retries it whole while the error is `Retriable`.
+    /// Writes one flush; retries it whole while the error is `Retriable`. A `Data`
+    /// error (a row the database refuses) writes the flush again with every table
+    /// isolated: the refused rows are found by bisection and dead-lettered
+    /// (`db_rejected`, with the SQLSTATE and message), the rest is stored in the same
+    /// transaction. Only a `Configuration` error is returned.
     pub async fn write(&mut self, set: &FlushSet, events: &Events) -> Result<(), DbError> {
         let mut backoff = Duration::from_millis(100);
+        let mut isolate = false;
         loop {
-            match self.try_write(set).await {
-                Ok(n) => {
-                    self.dirty_views |= n > 0;
+            match self.try_write(set, isolate).await {
+                Ok(stored) => {
+                    self.dirty_views |= stored.rows > 0;
+                    if stored.refused > 0 {
+                        events.emit(DeadLettered {
+                            reason: DeadReason::DbRejected.as_str(),
+                            count: stored.refused,
+                        });
+                    }
                     break;
                 }
                 Err(e) if e.class() == ErrorClass::Retriable => {
                     self.reconnect(&e, &mut backoff, events).await
                 }
+                Err(e) if e.class() == ErrorClass::Data && !isolate => {
+                    warn!(error = %chain(&e), "the database refused rows; isolating them");
+                    isolate = true;
+                }
                 Err(e) => return Err(e),
             }
         }
-        self.maintain(false, events).await
+        self.maintain(false, events).await;
+        Ok(())
     }
 
     /// Waits out one backoff step after a lost connection, then tries a new one; the
@@ -220,13 +246,15 @@ impl TimescaleSink {
         }
     }
 
-    async fn try_write(&mut self, set: &FlushSet) -> Result<u64, DbError> {
+    /// One attempt at a flush in one transaction. `isolate`: every table through
+    /// staging, in savepoints that find refused rows by bisection.
+    async fn try_write(&mut self, set: &FlushSet, isolate: bool) -> Result<Stored, DbError> {
         let mut tx = self
             .client
             .transaction()
             .await
             .doing(|| "starting the flush's transaction".into())?;
-        let try_direct = self.staging_flushes_left == 0;
+        let try_direct = self.staging_flushes_left == 0 && !isolate;
         let mut conflicted = false;
         let groups: [&[RecordBatch]; 6] = [
             &set.raw,
@@ -236,17 +264,41 @@ impl TimescaleSink {
             &set.predictions,
             &set.dead_letters,
         ];
-        let mut rows = 0u64;
+        let mut stored = Stored::default();
+        let mut refused: Vec<DeadLetter> = Vec::new();
         for (t, batches) in self.targets.iter().zip(groups) {
+            let mut batches = batches.to_vec();
+            if t.table == DEAD_LETTERS && !refused.is_empty() {
+                batches.push(
+                    dead_letters_to_batch(&refused).map_err(|e| DbError::Encode {
+                        doing: "laying out the refused rows' dead letters".into(),
+                        source: e.into(),
+                    })?,
+                );
+            }
             let n: usize = batches.iter().map(|b| b.num_rows()).sum();
             if n == 0 {
                 continue;
             }
             let started = Instant::now();
+            if isolate {
+                let mut rejected = Vec::new();
+                stored.rows += store_isolated(&mut tx, t, &batches, &mut rejected).await?;
+                for (row, e) in rejected {
+                    if t.table == DEAD_LETTERS {
+                        // Nothing left to set it aside in: say so loudly.
+                        error!(error = %chain(&e), "the database refused a dead letter");
+                        continue;
+                    }
+                    refused.push(refused_letter(t.table, &row, &e)?);
+                    stored.refused += 1;
+                }
+                continue;
+            }
             if t.direct_first && try_direct {
-                match copy_direct(&mut tx, t.table, batches).await? {
+                match copy_direct(&mut tx, t.table, &batches).await? {
                     Some(copied) => {
-                        rows += copied;
+                        stored.rows += copied;
                         debug!(
                             table = t.table,
                             rows = n,
@@ -258,14 +310,7 @@ impl TimescaleSink {
                     None => conflicted = true,
                 }
             }
-            copy_batches(&tx, t.staging, batches)
-                .await
-                .map_err(|e| e.within(format!("copying into staging for {}", t.table)))?;
-            let sql = upsert_from_staging(t.table, t.staging, &t.schema, t.key, t.update);
-            rows += tx
-                .execute(&sql, &[])
-                .await
-                .doing(|| format!("upserting into {}", t.table))?;
+            stored.rows += stage_and_upsert(&tx, t, &batches).await?;
             debug!(
                 table = t.table,
                 rows = n,
@@ -292,38 +337,58 @@ impl TimescaleSink {
         } else {
             self.staging_flushes_left.saturating_sub(1)
         };
-        Ok(rows)
+        Ok(stored)
     }
 
     /// Apache edition: refreshes the aggregate views and enforces retention on their
-    /// schedules. A lost connection defers the work to the next flush, except at the
-    /// end of a run (`force`), which retries until the database is back.
-    pub async fn maintain(&mut self, force: bool, events: &Events) -> Result<(), DbError> {
+    /// schedules. It never fails the job: the flush it follows is stored. A failure is
+    /// logged, counted and retried after a backoff (doubling up to the refresh
+    /// interval); at the end of a run (`force`) an unavailable database is waited for.
+    pub async fn maintain(&mut self, force: bool, events: &Events) {
         if self.edition != Edition::Apache {
-            return Ok(());
+            return;
+        }
+        if !force && self.maintenance_after.is_some_and(|at| Instant::now() < at) {
+            return;
         }
         let mut backoff = Duration::from_millis(100);
         loop {
             match self.try_maintain(force).await {
-                Ok(()) => return Ok(()),
-                Err(e) if e.class() == ErrorClass::Retriable && !force => {
-                    warn!(error = %chain(&e), "database unavailable; maintenance deferred");
-                    return Ok(());
+                Ok(()) => {
+                    self.maintenance_after = None;
+                    self.maintenance_backoff = MAINTENANCE_BACKOFF;
+                    return;
                 }
-                Err(e) if e.class() == ErrorClass::Retriable => {
+                Err((_, e)) if e.class() == ErrorClass::Retriable && force => {
                     self.reconnect(&e, &mut backoff, events).await
                 }
-                Err(e) => return Err(e),
+                Err((what, e)) => {
+                    let retry_in = self.maintenance_backoff;
+                    events.emit(MaintenanceFailed {
+                        what,
+                        error: &chain(&e),
+                        retry_in,
+                    });
+                    self.maintenance_after = Some(Instant::now() + retry_in);
+                    self.maintenance_backoff =
+                        (retry_in * 2).min(self.opts.refresh_interval.max(MAINTENANCE_BACKOFF));
+                    if e.class() == ErrorClass::Retriable {
+                        self.reconnect(&e, &mut backoff, events).await;
+                    }
+                    return;
+                }
             }
         }
     }
 
-    async fn try_maintain(&mut self, force: bool) -> Result<(), DbError> {
+    async fn try_maintain(&mut self, force: bool) -> Result<(), (&'static str, DbError)> {
         let due =
             |last: Option<Instant>, every: Duration| last.is_none_or(|l| l.elapsed() >= every);
         if self.dirty_views && (force || due(self.last_refresh, self.opts.refresh_interval)) {
             let started = Instant::now();
-            refresh_views(&self.client).await?;
+            refresh_views(&self.client)
+                .await
+                .map_err(|e| ("refreshing the aggregate views", e))?;
             info!(
                 ms = started.elapsed().as_millis() as u64,
                 "aggregate views refreshed"
@@ -332,7 +397,9 @@ impl TimescaleSink {
             self.dirty_views = false;
         }
         if force || due(self.last_retention, self.opts.retention_interval) {
-            let dropped = enforce_retention(&self.client).await?;
+            let dropped = enforce_retention(&self.client)
+                .await
+                .map_err(|e| ("enforcing retention", e))?;
             if dropped > 0 {
                 info!(dropped, "retention dropped chunks");
             }
@@ -341,9 +408,133 @@ impl TimescaleSink {
         Ok(())
     }
 
-    pub async fn close(mut self, events: &Events) -> Result<(), DbError> {
+    pub async fn close(mut self, events: &Events) {
         self.maintain(true, events).await
     }
+}
+
+/// What one flush attempt stored.
+#[derive(Default)]
+struct Stored {
+    /// Rows inserted or updated.
+    rows: u64,
+    /// Rows the database refused, now dead letters.
+    refused: u64,
+}
+
+/// The dead-letter table (refused rows go there, and a refused dead letter cannot).
+const DEAD_LETTERS: &str = "gpu_metrics_dead_letters";
+
+/// First wait after a failed maintenance run.
+const MAINTENANCE_BACKOFF: Duration = Duration::from_secs(5);
+
+/// Stages the batches and upserts them into the target; returns the rows changed.
+async fn stage_and_upsert(
+    tx: &Transaction<'_>,
+    t: &Target,
+    batches: &[RecordBatch],
+) -> Result<u64, DbError> {
+    copy_batches(tx, t.staging, batches)
+        .await
+        .map_err(|e| e.within(format!("copying into staging for {}", t.table)))?;
+    let sql = upsert_from_staging(t.table, t.staging, &t.schema, t.key, t.update);
+    tx.execute(&sql, &[])
+        .await
+        .doing(|| format!("upserting into {}", t.table))
+}
+
+/// Stores the batches in savepoints, halving a part the database refuses until the
+/// refused rows stand alone: they go to `refused` with the error, every other row is
+/// stored. A part costs one round trip, so k refused rows among n cost about
+/// 2k·log2(n) of them.
+async fn store_isolated(
+    tx: &mut Transaction<'_>,
+    t: &Target,
+    batches: &[RecordBatch],
+    refused: &mut Vec<(RecordBatch, DbError)>,
+) -> Result<u64, DbError> {
+    let mut rows = 0;
+    let mut parts: Vec<RecordBatch> = batches
+        .iter()
+        .filter(|b| b.num_rows() > 0)
+        .cloned()
+        .collect();
+    while let Some(part) = parts.pop() {
+        let sp = tx
+            .savepoint("gh_isolate")
+            .await
+            .doing(|| format!("opening a savepoint for {}", t.table))?;
+        match stage_and_upsert(&sp, t, std::slice::from_ref(&part)).await {
+            Ok(n) => {
+                sp.batch_execute(&format!("DELETE FROM {}", t.staging))
+                    .await
+                    .doing(|| format!("emptying staging for {}", t.table))?;
+                sp.commit()
+                    .await
+                    .doing(|| format!("releasing the savepoint for {}", t.table))?;
+                rows += n;
+            }
+            Err(e) if e.class() == ErrorClass::Data => {
+                sp.rollback()
+                    .await
+                    .doing(|| format!("rolling back the savepoint for {}", t.table))?;
+                let n = part.num_rows();
+                if n == 1 {
+                    refused.push((part, e));
+                } else {
+                    parts.push(part.slice(n / 2, n - n / 2));
+                    parts.push(part.slice(0, n / 2));
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(rows)
+}
+
+/// The dead letter of a row that `table` refused: the row as flat JSON (the column
+/// names), the SQLSTATE and message as its detail, and as its position the table with
+/// a stable hash of the row, so that a replay stores it once.
+fn refused_letter(table: &str, row: &RecordBatch, e: &DbError) -> Result<DeadLetter, DbError> {
+    let encoding = |source: crate::error::BoxError| DbError::Encode {
+        doing: format!("describing a row refused by {table}"),
+        source,
+    };
+    let json = rows_as_json(row)
+        .map_err(|e| encoding(e.into()))?
+        .pop()
+        .unwrap_or_default();
+    let gpu_uuid = json
+        .get("gpu_uuid")
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_owned);
+    let time_us = row
+        .column_by_name("time")
+        .and_then(|c| c.as_any().downcast_ref::<TimestampMicrosecondArray>())
+        .filter(|a| a.is_valid(0))
+        .map(|a| a.value(0));
+    let value = serde_json::to_vec(&json).map_err(|e| encoding(e.into()))?;
+    let digest = Sha256::new()
+        .chain_update(table.as_bytes())
+        .chain_update(&value)
+        .finalize();
+    let mut head = [0u8; 8];
+    head.copy_from_slice(&digest[..8]);
+    let code = e.sqlstate().map_or("none", |c| c.code());
+    Ok(DeadLetter {
+        reason: DeadReason::DbRejected,
+        detail: printable(format!(
+            "{table} refused the row: SQLSTATE {code}: {}",
+            chain(e)
+        )),
+        topic: table.to_owned(),
+        partition: -1,
+        offset: i64::from_be_bytes(head) & i64::MAX,
+        key: gpu_uuid.as_ref().map(|g| g.as_bytes().to_vec()),
+        value,
+        gpu_uuid,
+        time_us,
+    })
 }
 
 /// COPYs the batches straight into `table` inside a savepoint. `None` when a row's key

@@ -7,7 +7,11 @@
 //!
 //! At least once, with an idempotent producer: the pipeline awaits the broker's
 //! acknowledgement of a flush's messages before it stores the flush, so a crash between
-//! the two sends them again and never loses them.
+//! the two sends them again and never loses them. A broker that is unavailable is
+//! waited out like a database outage: the unacknowledged messages are sent again with
+//! backoff while the source is paused. No message is ever over the brokers' limit
+//! (`max_message_bytes`): a longer one goes out truncated, with the headers
+//! `error.truncated`, `original.size` and `original.sha256`.
 
 use std::time::Duration;
 
@@ -18,14 +22,17 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::datatypes::{DataType, TimeUnit};
 use datafusion::arrow::record_batch::RecordBatch;
-use futures_util::future::try_join_all;
+use futures_util::future::join_all;
+use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
 
 use super::FlushSet;
 use crate::config::TopicsSection;
-use crate::error::KafkaError;
+use crate::error::{ErrorClass, KafkaError, chain};
+use crate::internal_events::{Events, TopicRetried};
 use crate::kafka::{KafkaConnection, Role};
 
 /// One message to produce: topic, value, key, headers.
@@ -53,7 +60,9 @@ impl TopicSink {
             cfg.properties.iter().map(|(k, v)| (k.clone(), v.clone())),
         );
         for t in [&cfg.rollup_1m, &cfg.rollup_15m, &cfg.dead_letters] {
-            kafka.ensure_topic(t, PARTITIONS).await?;
+            kafka
+                .ensure_topic(t, PARTITIONS, cfg.replication_factor)
+                .await?;
         }
         let producer = kafka.producer(Role::TopicProducer)?;
         Ok(TopicSink {
@@ -70,8 +79,8 @@ impl TopicSink {
     }
 
     /// Produces a flush's rollups and dead letters and waits until the broker has
-    /// acknowledged every one.
-    pub async fn write(&self, set: &FlushSet) -> Result<u64, KafkaError> {
+    /// acknowledged every one, waiting out an unavailable broker.
+    pub async fn write(&self, set: &FlushSet, events: &Events) -> Result<u64, KafkaError> {
         let mut records: Vec<Outgoing> = Vec::new();
         for (topic, batches) in [
             (&self.cfg.rollup_1m, &set.updates_1m),
@@ -105,33 +114,111 @@ impl TopicSink {
                 },
             )?);
         }
-        let sends = records.iter().map(|o| {
-            let Outgoing {
-                topic,
-                value,
-                key,
-                headers,
-            } = o;
-            let mut r = FutureRecord::<[u8], [u8]>::to(topic).payload(value.as_slice());
-            if let Some(k) = key {
-                r = r.key(k.as_slice());
+        for o in &mut records {
+            fit(o, self.cfg.max_message_bytes);
+        }
+        let mut pending: Vec<&Outgoing> = records.iter().collect();
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let results = join_all(pending.iter().map(|o| self.send(o))).await;
+            let mut failed = Vec::new();
+            let mut last = None;
+            for (o, r) in pending.into_iter().zip(results) {
+                match r {
+                    Ok(()) => {}
+                    Err(e) if e.class() == ErrorClass::Retriable => {
+                        failed.push(o);
+                        last = Some(e);
+                    }
+                    Err(e) => return Err(e),
+                }
             }
-            if let Some(h) = headers {
-                r = r.headers(h.clone());
-            }
-            let delivery = self.producer.send(r, Duration::from_secs(300));
-            async move {
-                delivery
-                    .await
-                    .map(|_| ())
-                    .map_err(|(source, _)| KafkaError::Produce {
-                        topic: topic.clone(),
-                        source,
-                    })
-            }
-        });
-        try_join_all(sends).await?;
+            let Some(e) = last else { break };
+            events.emit(TopicRetried {
+                error: &chain(&e),
+                backoff,
+            });
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+            pending = failed;
+        }
         Ok(records.len() as u64)
+    }
+
+    /// Produces one message and waits for its acknowledgement (librdkafka retries
+    /// within `message.timeout.ms`, 5 min by default).
+    async fn send(&self, o: &Outgoing) -> Result<(), KafkaError> {
+        let mut r = FutureRecord::<[u8], [u8]>::to(&o.topic).payload(o.value.as_slice());
+        if let Some(k) = &o.key {
+            r = r.key(k.as_slice());
+        }
+        if let Some(h) = &o.headers {
+            r = r.headers(h.clone());
+        }
+        self.producer
+            .send(r, Duration::from_secs(300))
+            .await
+            .map(|_| ())
+            .map_err(|(source, _)| KafkaError::Produce {
+                topic: o.topic.clone(),
+                class: produce_class(&source),
+                source,
+            })
+    }
+}
+
+/// Longest wait between two tries of an unavailable broker.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Room left in a message for its key and headers beside the value.
+const HEADER_ROOM: usize = 4096;
+
+/// Cuts a message that would be over `max` bytes: the value keeps its first bytes,
+/// and headers say it was cut, how long it was and its SHA-256.
+fn fit(o: &mut Outgoing, max: usize) {
+    let key = o.key.as_ref().map_or(0, Vec::len);
+    let room = max.saturating_sub(key + HEADER_ROOM);
+    if o.value.len() <= room {
+        return;
+    }
+    let digest = Sha256::digest(&o.value);
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    let size = o.value.len().to_string();
+    o.value.truncate(room);
+    let headers = o.headers.take().unwrap_or_default();
+    o.headers = Some(
+        headers
+            .insert(Header {
+                key: "error.truncated",
+                value: Some("true"),
+            })
+            .insert(Header {
+                key: "original.size",
+                value: Some(&size),
+            })
+            .insert(Header {
+                key: "original.sha256",
+                value: Some(&hex),
+            }),
+    );
+}
+
+/// The class of a failed delivery: refused for the set-up (authorisation, a bad
+/// setting), for the message (size), or waited out (everything else: timeouts, a
+/// broker down, leaders moving).
+fn produce_class(e: &rdkafka::error::KafkaError) -> ErrorClass {
+    use RDKafkaErrorCode::*;
+    match e.rdkafka_error_code() {
+        Some(
+            TopicAuthorizationFailed
+            | ClusterAuthorizationFailed
+            | SaslAuthenticationFailed
+            | Authentication
+            | InvalidConfig
+            | InvalidArgument,
+        ) => ErrorClass::Configuration,
+        Some(MessageSizeTooLarge | InvalidMessageSize | InvalidRecord) => ErrorClass::Data,
+        _ => ErrorClass::Retriable,
     }
 }
 

@@ -1,5 +1,8 @@
 //! The file source: streams a topic dump (see `dump`) line by line, assigning
 //! per-partition offsets; `embedded:fixture` reads the fixture compiled into the binary.
+//! It learns the dump's partitions up front (one quick pass), so that a dump written
+//! one partition after another holds the watermark back for the partitions still to
+//! come, and gives the same tables as an interleaved one.
 
 use std::collections::HashMap;
 use std::io::BufRead;
@@ -14,6 +17,8 @@ pub const EMBEDDED_NAME: &str = "embedded:fixture";
 
 pub struct FileSource {
     name: String,
+    /// Every partition the dump holds, in order.
+    partitions: Vec<i32>,
     topic: String,
     reader: Box<dyn BufRead + Send>,
     line_no: usize,
@@ -27,23 +32,22 @@ impl FileSource {
             path: path.to_owned(),
             source,
         };
-        let reader: Box<dyn BufRead + Send> = if path == EMBEDDED_NAME {
-            Box::new(std::io::BufReader::with_capacity(
-                1 << 20,
-                zstd::stream::read::Decoder::new(EMBEDDED_FIXTURE)
-                    .map_err(|e| opening(e.into()))?,
-            ))
-        } else {
-            open_dump(Path::new(path)).map_err(|e| opening(e.into()))?
-        };
+        let partitions = scan_partitions(path, open_reader(path).map_err(opening)?)?;
+        let reader = open_reader(path).map_err(opening)?;
         Ok(FileSource {
             name: path.to_owned(),
+            partitions,
             topic: topic.to_owned(),
             reader,
             line_no: 0,
             next_offset: HashMap::new(),
             line: String::new(),
         })
+    }
+
+    /// Every partition of the dump.
+    pub fn partitions(&self) -> &[i32] {
+        &self.partitions
     }
 
     pub fn describe(&self) -> String {
@@ -89,4 +93,36 @@ impl FileSource {
         }
         Ok((!out.is_empty()).then_some(out))
     }
+}
+
+fn open_reader(path: &str) -> Result<Box<dyn BufRead + Send>, crate::error::BoxError> {
+    Ok(if path == EMBEDDED_NAME {
+        Box::new(std::io::BufReader::with_capacity(
+            1 << 20,
+            zstd::stream::read::Decoder::new(EMBEDDED_FIXTURE)?,
+        ))
+    } else {
+        open_dump(Path::new(path))?
+    })
+}
+
+/// The partitions a dump's records name (a damaged line is reported when it is read).
+fn scan_partitions(path: &str, reader: Box<dyn BufRead + Send>) -> Result<Vec<i32>, SourceError> {
+    #[derive(serde::Deserialize)]
+    struct PartitionOnly {
+        #[serde(default)]
+        partition: i32,
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for (n, line) in reader.lines().enumerate() {
+        let line = line.map_err(|source| SourceError::Io {
+            path: path.to_owned(),
+            line: n + 1,
+            source,
+        })?;
+        if let Ok(r) = serde_json::from_str::<PartitionOnly>(&line) {
+            seen.insert(r.partition);
+        }
+    }
+    Ok(seen.into_iter().collect())
 }

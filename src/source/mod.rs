@@ -98,7 +98,7 @@ impl Source {
     /// The partitions this source reads now, where it knows them before their data.
     pub fn partitions(&self) -> Vec<i32> {
         match self {
-            Source::File(_) => Vec::new(),
+            Source::File(f) => f.partitions().to_vec(),
             Source::Kafka(k) => k.partitions(),
         }
     }

@@ -21,7 +21,7 @@ use anyhow::Result;
 use datafusion::arrow::record_batch::RecordBatch;
 use futures_util::future::BoxFuture;
 
-use crate::config::PipelineConfig;
+use crate::config::{PipelineConfig, SourceConfig};
 use crate::health::ScoredDay;
 use crate::internal_events::Events;
 use crate::window::Fleet;
@@ -117,7 +117,12 @@ pub(crate) trait Stage: Send {
 
 /// The stages of a pipeline, in the data's order: windows, then daily health.
 pub(crate) fn standard(cfg: &PipelineConfig) -> Vec<Box<dyn Stage>> {
-    let wcfg = cfg.window.to_window_config();
+    let mut wcfg = cfg.window.to_window_config();
+    if matches!(cfg.source, SourceConfig::File { .. }) {
+        // A dump is read one partition after another when it was written so: a
+        // partition not read yet is not idle, it is waiting its turn.
+        wcfg.idle_timeout = None;
+    }
     vec![
         Box::new(WindowStage::new(wcfg)),
         Box::new(HealthStage::new(

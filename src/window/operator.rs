@@ -30,7 +30,8 @@ use crate::event::schema::{ECC_DBE_VOLATILE, THROTTLE};
 pub struct WindowConfig {
     pub allowed_lateness_us: i64,
     pub late_horizon_us: i64,
-    pub idle_timeout: Duration,
+    /// `None`: partitions are never idle (a file source reads them one after another).
+    pub idle_timeout: Option<Duration>,
 }
 
 impl Default for WindowConfig {
@@ -38,7 +39,7 @@ impl Default for WindowConfig {
         WindowConfig {
             allowed_lateness_us: 60 * 1_000_000,
             late_horizon_us: 10 * MINUTE_US,
-            idle_timeout: Duration::from_secs(30),
+            idle_timeout: Some(Duration::from_secs(30)),
         }
     }
 }

@@ -1,6 +1,10 @@
 //! Event-time watermarks (DESIGN 3): per partition, the highest event time seen minus
 //! `allowed_lateness`; the pipeline's watermark is the minimum over partitions that
-//! are not idle (no data for `idle_timeout` of wall time). A partition the source has
+//! are not idle (no data for `idle_timeout` of wall time). When every partition is
+//! idle (the fleet went quiet), it advances by processing time up to the newest event
+//! seen plus the idle timeout, as Flink's `withIdleness` and Arroyo's idle watermarks
+//! do: the last windows close and their rollups go out, while data that comes back
+//! later is not judged against a clock that ran on. A partition the source has
 //! been assigned holds the watermark back from the moment it is expected, before its
 //! first event: a consumer may fetch one partition far ahead of another, and the
 //! other's events must not arrive too late for that. It never moves backwards, except
@@ -89,7 +93,8 @@ struct PartitionClock {
 #[derive(Debug, Clone)]
 pub struct Watermarks {
     allowed_lateness_us: i64,
-    idle_timeout: Duration,
+    /// `None`: partitions are never idle (a file, read one partition after another).
+    idle_timeout: Option<Duration>,
     partitions: HashMap<i32, PartitionClock>,
     current: i64,
 }
@@ -98,7 +103,7 @@ pub struct Watermarks {
 const NO_EVENT: i64 = BEFORE_US;
 
 impl Watermarks {
-    pub fn new(allowed_lateness_us: i64, idle_timeout: Duration) -> Self {
+    pub fn new(allowed_lateness_us: i64, idle_timeout: Option<Duration>) -> Self {
         Watermarks {
             allowed_lateness_us,
             idle_timeout,
@@ -131,21 +136,24 @@ impl Watermarks {
     }
 
     fn advance_us(&mut self, now: Instant) -> i64 {
+        let idle = self.idle_timeout;
         let active = self
             .partitions
             .values()
-            .filter(|c| now.duration_since(c.last_seen) < self.idle_timeout)
+            .filter(|c| idle.is_none_or(|t| now.duration_since(c.last_seen) < t))
             .map(|c| c.max_event_us)
             .min();
-        let candidate = match active {
-            Some(m) => m,
-            // Every partition idle: the stream is quiet, let windows close.
-            None => match self.partitions.values().map(|c| c.max_event_us).max() {
-                Some(m) => m,
-                None => return self.current,
+        let candidate = match (active, idle) {
+            (Some(m), _) => m - self.allowed_lateness_us,
+            // Every partition idle: the stream is quiet. Processing time has run
+            // `idle` at least since the newest event came, so event time may too.
+            (None, Some(idle)) => match self.partitions.values().map(|c| c.max_event_us).max() {
+                Some(m) if m > NO_EVENT => m + idle.as_micros() as i64,
+                _ => return self.current,
             },
+            (None, None) => return self.current,
         };
-        self.current = self.current.max(candidate - self.allowed_lateness_us);
+        self.current = self.current.max(candidate);
         self.current
     }
 
@@ -244,7 +252,7 @@ mod tests {
     #[test]
     fn minimum_over_active_partitions_minus_lateness() {
         let t0 = Instant::now();
-        let mut w = Watermarks::new(60, Duration::from_secs(30));
+        let mut w = Watermarks::new(60, Some(Duration::from_secs(30)));
         w.observe(0, 1000, t0);
         w.observe(1, 500, t0);
         assert_eq!(w.advance(t0), Watermark::At(440));
@@ -259,7 +267,7 @@ mod tests {
     #[test]
     fn a_stalled_pipeline_does_not_make_partitions_idle() {
         let t0 = Instant::now();
-        let mut w = Watermarks::new(60, Duration::from_secs(30));
+        let mut w = Watermarks::new(60, Some(Duration::from_secs(30)));
         w.observe(0, 1000, t0);
         w.observe(1, 500, t0);
         assert_eq!(w.advance(t0), Watermark::At(440));
@@ -273,7 +281,7 @@ mod tests {
             "partition 1 still holds the watermark"
         );
         // Without the discount, partition 1 would have counted as idle.
-        let mut v = Watermarks::new(60, Duration::from_secs(30));
+        let mut v = Watermarks::new(60, Some(Duration::from_secs(30)));
         v.observe(0, 1000, t0);
         v.observe(1, 500, t0);
         v.observe(0, 3000, t1);
@@ -283,7 +291,7 @@ mod tests {
     #[test]
     fn an_expected_partition_holds_the_watermark_until_its_data_comes() {
         let t0 = Instant::now();
-        let mut w = Watermarks::new(60, Duration::from_secs(30));
+        let mut w = Watermarks::new(60, Some(Duration::from_secs(30)));
         w.expect(0, t0);
         w.expect(1, t0);
         w.observe(0, 5000, t0);
@@ -294,7 +302,7 @@ mod tests {
         w.expect(1, t0 + Duration::from_secs(2));
         assert_eq!(w.advance(t0 + Duration::from_secs(2)), Watermark::At(940));
         // An expected partition that never delivers goes idle like any other.
-        let mut w = Watermarks::new(60, Duration::from_secs(30));
+        let mut w = Watermarks::new(60, Some(Duration::from_secs(30)));
         w.expect(3, t0);
         w.observe(0, 5000, t0 + Duration::from_secs(31));
         assert_eq!(w.advance(t0 + Duration::from_secs(31)), Watermark::At(4940));
@@ -304,12 +312,12 @@ mod tests {
     fn a_partition_read_from_its_start_keeps_a_restored_watermark_back() {
         let t0 = Instant::now();
         // A restart: every partition comes from a checkpoint.
-        let mut w = Watermarks::new(60, Duration::from_secs(30));
+        let mut w = Watermarks::new(60, Some(Duration::from_secs(30)));
         assert!(w.restore(&[(0, Some(5000)), (1, Some(4000))], Watermark::At(3940), t0));
         assert_eq!(w.current(), Watermark::At(3940));
         // A member that was handed partitions 2 and 3 without checkpoints (read from
         // their start, nothing fetched yet) and then 0 and 1 with them.
-        let mut w = Watermarks::new(60, Duration::from_secs(30));
+        let mut w = Watermarks::new(60, Some(Duration::from_secs(30)));
         w.expect(2, t0);
         w.expect(3, t0);
         assert!(!w.restore(&[(0, Some(5000)), (1, Some(4000))], Watermark::At(3940), t0));
