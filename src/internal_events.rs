@@ -127,6 +127,22 @@ impl InternalEvent for DuplicatesDropped {
     }
 }
 
+/// Raw rows whose `(time, gpu_uuid)` the table held already (a replay of stored
+/// input, or a duplicate too old for the engine's state to recognise): the stored row
+/// won, so they count as duplicates, not as raw rows.
+pub struct AlreadyStored {
+    pub count: u64,
+}
+
+impl InternalEvent for AlreadyStored {
+    fn emit(self, t: &mut Tally) {
+        t.raw_rows = t.raw_rows.saturating_sub(self.count);
+        t.duplicates += self.count;
+        metrics().duplicates.inc_by(self.count);
+        debug!(count = self.count, "raw rows already stored");
+    }
+}
+
 /// Samples beyond the late horizon: stored raw, no rollup changed (also dead-lettered).
 pub struct TooLate {
     pub count: u64,

@@ -34,7 +34,7 @@ use crate::event::dead_letter::{
 use crate::event::schema::raw_schema;
 use crate::health::predict::predictions_schema;
 use crate::health::scores::scores_schema;
-use crate::internal_events::{DeadLettered, Events, MaintenanceFailed, SinkRetried};
+use crate::internal_events::{AlreadyStored, DeadLettered, Events, MaintenanceFailed, SinkRetried};
 use crate::window::rollup::rollup_schema;
 
 /// One target table and how rows reach it.
@@ -208,6 +208,11 @@ impl TimescaleSink {
             match self.try_write(set, isolate).await {
                 Ok(stored) => {
                     self.dirty_views |= stored.rows > 0;
+                    if stored.raw_existing > 0 {
+                        events.emit(AlreadyStored {
+                            count: stored.raw_existing,
+                        });
+                    }
                     if stored.refused > 0 {
                         events.emit(DeadLettered {
                             reason: DeadReason::DbRejected.as_str(),
@@ -281,9 +286,17 @@ impl TimescaleSink {
                 continue;
             }
             let started = Instant::now();
+            // Raw rows offered less those stored and refused: the ones already there.
+            let mut existing = |stored_now: u64, refused_now: u64| {
+                if t.table == RAW {
+                    stored.raw_existing += (n as u64).saturating_sub(stored_now + refused_now);
+                }
+            };
             if isolate {
                 let mut rejected = Vec::new();
-                stored.rows += store_isolated(&mut tx, t, &batches, &mut rejected).await?;
+                let copied = store_isolated(&mut tx, t, &batches, &mut rejected).await?;
+                existing(copied, rejected.len() as u64);
+                stored.rows += copied;
                 for (row, e) in rejected {
                     if t.table == DEAD_LETTERS {
                         // Nothing left to set it aside in: say so loudly.
@@ -298,6 +311,7 @@ impl TimescaleSink {
             if t.direct_first && try_direct {
                 match copy_direct(&mut tx, t.table, &batches).await? {
                     Some(copied) => {
+                        existing(copied, 0);
                         stored.rows += copied;
                         debug!(
                             table = t.table,
@@ -310,7 +324,9 @@ impl TimescaleSink {
                     None => conflicted = true,
                 }
             }
-            stored.rows += stage_and_upsert(&tx, t, &batches).await?;
+            let upserted = stage_and_upsert(&tx, t, &batches).await?;
+            existing(upserted, 0);
+            stored.rows += upserted;
             debug!(
                 table = t.table,
                 rows = n,
@@ -420,10 +436,14 @@ struct Stored {
     rows: u64,
     /// Rows the database refused, now dead letters.
     refused: u64,
+    /// Raw rows whose key the table held already (left as they were).
+    raw_existing: u64,
 }
 
 /// The dead-letter table (refused rows go there, and a refused dead letter cannot).
 const DEAD_LETTERS: &str = "gpu_metrics_dead_letters";
+/// The raw table (its duplicates count in the books).
+const RAW: &str = "gpu_metrics";
 
 /// First wait after a failed maintenance run.
 const MAINTENANCE_BACKOFF: Duration = Duration::from_secs(5);
