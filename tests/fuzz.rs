@@ -16,7 +16,7 @@ use std::io::BufRead;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::db::{fixture_pipeline, fresh_db, run_into, scalar_i64};
+use common::db::{apply_schema, fixture_pipeline, fresh_db, run_into, scalar_i64};
 use gpu_health::dump::DumpRecord;
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
@@ -193,7 +193,20 @@ async fn mutated_fixture_messages_through_the_real_sink_never_crash_and_balance(
     eprintln!("fuzz seed {seed} (GPU_HEALTH_FUZZ_SEED to repeat), budget {budget:?}");
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let pool = fixture_messages(50_000);
-    let (url, c) = fresh_db("t_fuzz").await;
+    let (url, mut c) = fresh_db("t_fuzz").await;
+    apply_schema(&mut c).await.unwrap();
+    // Retention is a policy, not a loss: a mutated year (2026 -> 2006) is a valid sample
+    // that the close of each run would drop with its chunk. Off, every stored row
+    // stays countable.
+    // (The Apache edition's retention runs in the processor; the community edition's
+    // is a background job of the server.)
+    if gpu_health::db::edition(&c).await.unwrap() == gpu_health::db::Edition::Apache {
+        c.batch_execute(
+            "UPDATE gpu_health.retention_policies SET drop_after = interval '1000 years'",
+        )
+        .await
+        .unwrap();
+    }
     let dump = std::env::temp_dir().join(format!("gpu-health-fuzz-{}.jsonl", std::process::id()));
     let started = Instant::now();
     let (mut rounds, mut cases) = (0u64, 0u64);
