@@ -126,15 +126,7 @@ async fn fixture_through_kafka_equals_the_file_run() {
     let (url, c) = fresh_db("t_kafka").await;
     let mut cfg = fixture_pipeline(&topic);
     cfg.source = bounded_source(&topic, None);
-    let outputs = TopicsSection {
-        brokers: brokers(),
-        rollup_1m: format!("{topic}-1min"),
-        rollup_15m: format!("{topic}-15min"),
-        dead_letters: format!("{topic}-dlq"),
-        max_message_bytes: 1_000_000,
-        replication_factor: None,
-        properties: Default::default(),
-    };
+    let outputs = output_topics(&topic);
     cfg.topics = Some(outputs.clone());
     let report = run_into(&url, cfg).await;
     assert!(report.books_balance());
@@ -247,6 +239,19 @@ async fn fixture_through_kafka_equals_the_file_run() {
     assert_eq!(again.partitions_restored, 4);
     // It went on from the stored state: the tables are unchanged.
     assert_same_tables(&c, r).await;
+}
+
+/// Output topics named after `base`, with the default message limit.
+fn output_topics(base: &str) -> TopicsSection {
+    TopicsSection {
+        brokers: brokers(),
+        rollup_1m: format!("{base}-1min"),
+        rollup_15m: format!("{base}-15min"),
+        dead_letters: format!("{base}-dlq"),
+        max_message_bytes: 1_000_000,
+        replication_factor: None,
+        properties: Default::default(),
+    }
 }
 
 /// A consumed message: key, value and headers.
@@ -905,15 +910,7 @@ async fn an_over_size_dead_letter_is_produced_truncated() {
         path: dir.join("out").display().to_string(),
         rows_per_file: 1000,
     };
-    let outputs = TopicsSection {
-        brokers: brokers(),
-        rollup_1m: format!("{name}-1min"),
-        rollup_15m: format!("{name}-15min"),
-        dead_letters: format!("{name}-dlq"),
-        max_message_bytes: 1_000_000,
-        replication_factor: None,
-        properties: Default::default(),
-    };
+    let outputs = output_topics(&name);
     cfg.topics = Some(outputs.clone());
     let report = gpu_health::run_pipeline(cfg).await.unwrap();
     assert_eq!(report.dead_letters.get("too_large"), Some(&1));

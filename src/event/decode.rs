@@ -14,7 +14,7 @@ use std::sync::LazyLock;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use super::dead_letter::DeadReason;
-use super::schema::{Kind, METRICS, N_METRICS};
+use super::schema::{IDENTITY, Kind, METRICS, N_METRICS};
 
 /// A soft validation failure: a metric (or a whole section's metrics) stored as NULL,
 /// or a text field cleaned so that the database will store it.
@@ -73,7 +73,8 @@ impl Field {
     pub fn name(self) -> &'static str {
         match self {
             Field::Metric(i) => METRICS[i].name,
-            Field::Text(i) => ID_NAMES[i],
+            // The identity slots follow `IDENTITY` after its `time`.
+            Field::Text(i) => IDENTITY[i + 1],
             Field::Section(i) => SECTIONS.get(i).copied().unwrap_or("metrics"),
             Field::Message => "message",
         }
@@ -671,18 +672,6 @@ const ID_RACK: usize = 5;
 const ID_CLUSTER: usize = 6;
 const ID_DATACENTER: usize = 7;
 const N_IDS: usize = 8;
-/// The identity fields' column names, in slot order.
-const ID_NAMES: [&str; N_IDS] = [
-    "gpu_uuid",
-    "hostname",
-    "pci_bus_id",
-    "device_index",
-    "gpu_model",
-    "rack_id",
-    "cluster_id",
-    "datacenter",
-];
-
 /// Everything the visitor found, in slots.
 struct Envelope<'a> {
     time: Option<Leaf<'a>>,
@@ -731,9 +720,10 @@ static TOP_KEYS: LazyLock<HashMap<&'static str, Slot>> = LazyLock::new(|| {
         m.insert(name, Slot::Id(id));
     }
     debug_assert!(
-        ID_NAMES
+        IDENTITY[1..]
             .iter()
-            .all(|n| matches!(m.get(n), Some(Slot::Id(_))))
+            .enumerate()
+            .all(|(i, n)| matches!(m.get(n), Some(Slot::Id(j)) if *j == i))
     );
     for (i, c) in METRICS.iter().enumerate() {
         m.insert(c.name, Slot::Metric(i));
