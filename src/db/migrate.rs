@@ -39,6 +39,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "006_engine_checkpoints.sql",
         include_str!("../../schema/006_engine_checkpoints.sql"),
     ),
+    (
+        "007_real_fleets.sql",
+        include_str!("../../schema/007_real_fleets.sql"),
+    ),
 ];
 
 const NO_TRANSACTION: &str = "-- gpu-health: no-transaction";

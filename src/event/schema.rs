@@ -265,6 +265,63 @@ pub const METRICS: &[MetricColumn] = &[
         0.0,
         COUNTER_MAX,
     ),
+    // The GPU's own limits (DESIGN 2.1), preferred by the health model over its table.
+    // Enforced power limit: nvidia-smi `enforced.power.limit`, DCGM 160.
+    col(
+        "power_limit",
+        ("health", "power_limit_w"),
+        Kind::Float,
+        0.0,
+        2000.0,
+    ),
+    // Slowdown / shutdown temperatures: nvidia-smi -q, DCGM 158 / 159.
+    col(
+        "slowdown_temp",
+        ("health", "slowdown_temp_c"),
+        Kind::Float,
+        0.0,
+        150.0,
+    ),
+    col(
+        "shutdown_temp",
+        ("health", "shutdown_temp_c"),
+        Kind::Float,
+        0.0,
+        150.0,
+    ),
+    // GPU max operating temperature (the T.Limit): `temperature.gpu` +
+    // `temperature.gpu.tlimit` in nvidia-smi, DCGM 152.
+    col(
+        "gpu_max_op_temp",
+        ("health", "gpu_max_op_temp_c"),
+        Kind::Float,
+        0.0,
+        150.0,
+    ),
+    // Memory max operating temperature: nvidia-smi -q, DCGM 151.
+    col(
+        "memory_max_op_temp",
+        ("health", "memory_max_op_temp_c"),
+        Kind::Float,
+        0.0,
+        150.0,
+    ),
+    // Maximum SM clock: nvidia-smi `clocks.max.sm`, DCGM 113.
+    col(
+        "max_sm_clock_mhz",
+        ("gpu", "max_sm_clock_mhz"),
+        Kind::Int,
+        0.0,
+        10_000.0,
+    ),
+    // Memory banks with no spare row left (nvidia-smi `remapped_rows.histogram.none`).
+    col(
+        "remap_banks_exhausted",
+        ("memory", "remap_banks_exhausted"),
+        Kind::Int,
+        0.0,
+        COUNTER_MAX,
+    ),
 ];
 
 /// Number of metric columns.
@@ -312,6 +369,18 @@ pub const SM_CLOCK: usize = metric_index("sm_clock_mhz");
 pub const REMAP_PENDING: usize = metric_index("row_remap_pending");
 pub const REMAP_FAILURE: usize = metric_index("row_remap_failure");
 pub const XID: usize = metric_index("xid");
+pub const REMAPPED_CORRECTABLE: usize = metric_index("remapped_rows_correctable");
+pub const REMAPPED_UNCORRECTABLE: usize = metric_index("remapped_rows_uncorrectable");
+pub const THERMAL_VIOLATION: usize = metric_index("thermal_violation_ns");
+pub const POWER_VIOLATION: usize = metric_index("power_violation_ns");
+pub const PCIE_REPLAY: usize = metric_index("pcie_replay_counter");
+pub const POWER_LIMIT: usize = metric_index("power_limit");
+pub const SLOWDOWN_TEMP: usize = metric_index("slowdown_temp");
+pub const SHUTDOWN_TEMP: usize = metric_index("shutdown_temp");
+pub const GPU_MAX_OP_TEMP: usize = metric_index("gpu_max_op_temp");
+pub const MEMORY_MAX_OP_TEMP: usize = metric_index("memory_max_op_temp");
+pub const MAX_SM_CLOCK: usize = metric_index("max_sm_clock_mhz");
+pub const REMAP_BANKS_EXHAUSTED: usize = metric_index("remap_banks_exhausted");
 
 /// Identity columns before the metrics, in table order.
 pub const IDENTITY: &[&str] = &[

@@ -23,7 +23,9 @@ use tracing::{debug, error, info, warn};
 
 use super::FlushSet;
 use super::topics::rows_as_json;
-use crate::db::copy::{copy_header, copy_trailer, encode_rows, staging_ddl, upsert_from_staging};
+use crate::db::copy::{
+    column_list, copy_header, copy_trailer, encode_rows, staging_ddl, upsert_from_staging,
+};
 use crate::db::maintain::{enforce_retention, refresh_views};
 use crate::db::state::StateStore;
 use crate::db::{Edition, assets, connect, edition, redact, timestamptz};
@@ -592,8 +594,13 @@ async fn copy_batches(
     batches: &[RecordBatch],
 ) -> Result<u64, DbError> {
     let copying = || format!("COPY into {target}");
+    // Columns by name: a migration appends new columns at the end of a table.
+    let columns = batches
+        .first()
+        .map(|b| format!(" ({})", column_list(&b.schema())))
+        .unwrap_or_default();
     let sink = tx
-        .copy_in(&format!("COPY {target} FROM STDIN (FORMAT binary)"))
+        .copy_in(&format!("COPY {target}{columns} FROM STDIN (FORMAT binary)"))
         .await
         .doing(copying)?;
     futures_util::pin_mut!(sink);
