@@ -9,7 +9,7 @@
 ALTER TABLE public.gpu_metrics ADD COLUMN IF NOT EXISTS power_limit double precision;
 ALTER TABLE public.gpu_metrics ADD COLUMN IF NOT EXISTS slowdown_temp double precision;
 ALTER TABLE public.gpu_metrics ADD COLUMN IF NOT EXISTS shutdown_temp double precision;
-ALTER TABLE public.gpu_metrics ADD COLUMN IF NOT EXISTS gpu_max_op_temp double precision;
+ALTER TABLE public.gpu_metrics ADD COLUMN IF NOT EXISTS gpu_temp_tlimit double precision;
 ALTER TABLE public.gpu_metrics ADD COLUMN IF NOT EXISTS memory_max_op_temp double precision;
 ALTER TABLE public.gpu_metrics ADD COLUMN IF NOT EXISTS max_sm_clock_mhz bigint;
 ALTER TABLE public.gpu_metrics ADD COLUMN IF NOT EXISTS remap_banks_exhausted bigint;
@@ -20,9 +20,9 @@ COMMENT ON COLUMN public.gpu_metrics.slowdown_temp IS
     'GPU slowdown temperature, C (nvidia-smi -q, DCGM 158); optional';
 COMMENT ON COLUMN public.gpu_metrics.shutdown_temp IS
     'GPU shutdown temperature, C (nvidia-smi -q, DCGM 159); optional';
-COMMENT ON COLUMN public.gpu_metrics.gpu_max_op_temp IS
-    'GPU max operating temperature (T.Limit), C: temperature.gpu + temperature.gpu.tlimit '
-    'in nvidia-smi, DCGM 152; optional';
+COMMENT ON COLUMN public.gpu_metrics.gpu_temp_tlimit IS
+    'Headroom to the GPU''s T.Limit, C (nvidia-smi temperature.gpu.tlimit; slowdown at -2 C); '
+    'optional';
 COMMENT ON COLUMN public.gpu_metrics.memory_max_op_temp IS
     'Memory max operating temperature, C (nvidia-smi -q, DCGM 151); optional';
 COMMENT ON COLUMN public.gpu_metrics.max_sm_clock_mhz IS
@@ -44,6 +44,7 @@ ALTER TABLE public.gpu_health_scores ADD COLUMN IF NOT EXISTS expected_span_s do
 ALTER TABLE public.gpu_health_scores ADD COLUMN IF NOT EXISTS covered_s double precision;
 ALTER TABLE public.gpu_health_scores ADD COLUMN IF NOT EXISTS sample_interval_s double precision;
 ALTER TABLE public.gpu_health_scores ADD COLUMN IF NOT EXISTS memory_temp_max double precision;
+ALTER TABLE public.gpu_health_scores ADD COLUMN IF NOT EXISTS tlimit_headroom_p05 double precision;
 ALTER TABLE public.gpu_health_scores ADD COLUMN IF NOT EXISTS thermal_violation_share double precision;
 ALTER TABLE public.gpu_health_scores ADD COLUMN IF NOT EXISTS power_violation_share double precision;
 ALTER TABLE public.gpu_health_scores ADD COLUMN IF NOT EXISTS pcie_replays_per_min double precision;

@@ -21,7 +21,8 @@ use crate::window::Fleet;
 
 /// Layout version of the encoded state; a checkpoint of another version is refused.
 /// 2: one snapshot per stage (1 had a fixed window + health layout).
-const FORMAT: u32 = 2;
+/// 3: daily health v2 (coverage in seconds, lifecycle, counters; issue 13).
+const FORMAT: u32 = 3;
 
 /// zstd level 1: the state is mostly empty histogram bins, and speed matters more.
 const ZSTD_LEVEL: i32 = 1;

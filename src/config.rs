@@ -252,15 +252,42 @@ impl Default for ValidationSection {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HealthSection {
-    /// The collectors' sample interval: coverage is measured against it.
+    /// The interval assumed for a GPU-day with fewer than two samples; otherwise each
+    /// GPU's interval is the median spacing of its samples that day.
     #[serde(with = "humantime_serde")]
     pub sample_interval: Duration,
+    /// A day with less covered time than this is `insufficient_data`.
+    #[serde(with = "humantime_serde")]
+    pub min_data: Duration,
+    /// A GPU silent this long gets `missing` rows.
+    #[serde(with = "humantime_serde")]
+    pub stale_after: Duration,
+    /// A GPU silent this long is no longer scored and its state is dropped.
+    #[serde(with = "humantime_serde")]
+    pub retire_after: Duration,
 }
 
 impl Default for HealthSection {
     fn default() -> Self {
         HealthSection {
             sample_interval: Duration::from_secs(10),
+            min_data: Duration::from_secs(3600),
+            stale_after: Duration::from_secs(86_400),
+            retire_after: Duration::from_secs(7 * 86_400),
+        }
+    }
+}
+
+impl HealthSection {
+    /// The health tracker's parameters.
+    pub fn params(&self, late_horizon_us: i64) -> crate::health::daily::HealthParams {
+        let us = |d: Duration| i64::try_from(d.as_micros()).unwrap_or(i64::MAX);
+        crate::health::daily::HealthParams {
+            fallback_interval_us: us(self.sample_interval).max(1),
+            late_horizon_us,
+            min_data_s: self.min_data.as_secs_f64(),
+            stale_after_us: us(self.stale_after),
+            retire_after_us: us(self.retire_after),
         }
     }
 }
@@ -386,13 +413,19 @@ impl PipelineConfig {
                 "expected a positive number of messages".into(),
             ));
         }
-        let interval = self.health.sample_interval.as_secs();
-        if interval == 0 || 86_400 % interval != 0 {
+        if self.health.sample_interval.is_zero() {
             return Err(wrong(
                 "health.sample_interval",
+                "expected a positive duration".into(),
+            ));
+        }
+        if self.health.stale_after.is_zero() || self.health.retire_after < self.health.stale_after
+        {
+            return Err(wrong(
+                "health.retire_after",
                 format!(
-                    "expected whole seconds dividing a day, got {:?}",
-                    self.health.sample_interval
+                    "expected stale_after ({:?}) positive and retire_after ({:?}) at least as long",
+                    self.health.stale_after, self.health.retire_after
                 ),
             ));
         }

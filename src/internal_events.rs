@@ -34,6 +34,8 @@ pub struct Tally {
     pub rollup_1m_rows: u64,
     pub rollup_15m_rows: u64,
     pub score_rows: u64,
+    /// Rows of `gpu_failure_predictions` (scored days only).
+    pub prediction_rows: u64,
     /// Partition checkpoints stored with the data, and loaded from it.
     pub checkpoints_written: u64,
     pub partitions_restored: u64,
@@ -216,6 +218,7 @@ pub struct RowsEmitted {
     pub rollup_1m: u64,
     pub rollup_15m: u64,
     pub scores: u64,
+    pub predictions: u64,
 }
 
 impl InternalEvent for RowsEmitted {
@@ -223,6 +226,7 @@ impl InternalEvent for RowsEmitted {
         t.rollup_1m_rows += self.rollup_1m;
         t.rollup_15m_rows += self.rollup_15m;
         t.score_rows += self.scores;
+        t.prediction_rows += self.predictions;
     }
 }
 

@@ -556,6 +556,7 @@ impl Pipeline {
             rollup_1m: rows(&emission.finals_1m),
             rollup_15m: rows(&emission.finals_15m),
             scores: scored.len() as u64,
+            predictions: scored.iter().filter(|s| s.score.is_scored()).count() as u64,
         });
         let size = self.engine.state_size();
         let watermark_delay = emission.watermark.time_us().and_then(|w| {

@@ -4,7 +4,8 @@
 use std::fmt::Write;
 
 use crate::event::decode::fmt_time;
-use crate::health::model::GRADES;
+use crate::health::model::{GRADE_CRITICAL, GRADE_INSUFFICIENT, GRADE_MISSING, GRADES};
+use crate::health::ScoredDay;
 use crate::health::predict::predict;
 use crate::pipeline::RunReport;
 
@@ -88,7 +89,7 @@ pub fn render(r: &RunReport, output: &str, worst: usize) -> String {
         thousands(r.rollup_1m_rows),
         thousands(r.rollup_15m_rows),
         thousands(r.score_rows),
-        thousands(r.score_rows)
+        thousands(r.prediction_rows)
     );
     if let Some(l) = &r.latency {
         let _ = writeln!(
@@ -120,7 +121,7 @@ pub fn render(r: &RunReport, output: &str, worst: usize) -> String {
             .unwrap_or_default()
     );
     let mut grades: Vec<&str> = GRADES.iter().map(|g| g.1).collect();
-    grades.push("critical");
+    grades.extend([GRADE_CRITICAL, GRADE_INSUFFICIENT, GRADE_MISSING]);
     let counts: Vec<String> = grades
         .iter()
         .map(|g| {
@@ -131,8 +132,11 @@ pub fn render(r: &RunReport, output: &str, worst: usize) -> String {
         })
         .collect();
     let _ = writeln!(o, "  {}", counts.join(" | "));
-    let mut by_score: Vec<_> = r.latest.iter().collect();
-    by_score.sort_by(|a, b| a.score.overall.total_cmp(&b.score.overall));
+    let mut by_score: Vec<_> = r.latest.iter().filter(|d| d.score.is_scored()).collect();
+    by_score.sort_by(|a, b| {
+        let o = |d: &&ScoredDay| d.score.overall.unwrap_or(f64::INFINITY);
+        o(a).total_cmp(&o(b))
+    });
     let _ = writeln!(o);
     let _ = writeln!(
         o,
@@ -158,6 +162,9 @@ pub fn render(r: &RunReport, output: &str, worst: usize) -> String {
                 .take(3)
                 .map(|f| format!("{}={}", f.name, short(f.value))),
         );
+        if !d.score.unscored.is_empty() {
+            why.push("limits_unknown".into());
+        }
         let _ = writeln!(
             o,
             "  {:<42} {:<14} {:<10} {:<9} {:>5.1} {:>5.1}%  {}",
@@ -165,7 +172,7 @@ pub fn render(r: &RunReport, output: &str, worst: usize) -> String {
             info.map_or("?", |i| i.hostname.as_str()),
             &fmt_time(d.day_start_us)[..10],
             d.score.grade,
-            d.score.overall,
+            d.score.overall.unwrap_or(f64::NAN),
             predict(d).p_fail[1] * 100.0,
             if why.is_empty() {
                 "-".into()
@@ -173,6 +180,40 @@ pub fn render(r: &RunReport, output: &str, worst: usize) -> String {
                 why.join(", ")
             }
         );
+    }
+    // GPUs without a verdict on their latest day: too little data, or silent.
+    let unscored: Vec<_> = r.latest.iter().filter(|d| !d.score.is_scored()).collect();
+    if !unscored.is_empty() {
+        let _ = writeln!(o);
+        let _ = writeln!(o, "not graded on their latest day (covered time, or last seen):");
+        for d in unscored.iter().take(worst.max(20)) {
+            let info = r.gpus.get(d.gpu as usize);
+            let what = if d.score.grade == GRADE_MISSING {
+                format!(
+                    "last seen {}",
+                    d.features.last_seen_us.map_or("?".into(), fmt_time)
+                )
+            } else {
+                format!(
+                    "{:.0} s of {:.0} s covered, every {} s",
+                    d.features.covered_s,
+                    d.features.expected_span_s,
+                    short(d.features.interval_s)
+                )
+            };
+            let _ = writeln!(
+                o,
+                "  {:<42} {:<14} {:<10} {:<17} {}",
+                info.map_or("?", |i| i.uuid.as_str()),
+                info.map_or("?", |i| i.hostname.as_str()),
+                &fmt_time(d.day_start_us)[..10],
+                d.score.grade,
+                what
+            );
+        }
+        if unscored.len() > worst.max(20) {
+            let _ = writeln!(o, "  ... and {} more", unscored.len() - worst.max(20));
+        }
     }
     o
 }

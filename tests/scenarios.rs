@@ -48,8 +48,8 @@ fn lowest_dimension(r: &Row) -> &'static str {
     ["thermal", "power", "memory", "performance", "reliability"]
         .into_iter()
         .min_by(|a, b| {
-            let x = r[&format!("{a}_score")].f().unwrap();
-            let y = r[&format!("{b}_score")].f().unwrap();
+            let x = r[&format!("{a}_score")].f().unwrap_or(f64::INFINITY);
+            let y = r[&format!("{b}_score")].f().unwrap_or(f64::INFINITY);
             x.total_cmp(&y)
         })
         .unwrap()
@@ -95,10 +95,33 @@ fn faulty_gpus(run: &common::FixtureRun) -> Vec<&str> {
 }
 
 #[test]
-fn every_gpu_day_has_a_score() {
+fn score_rows_are_the_gpu_days_with_data_plus_the_missing_days() {
     let (scores, run) = setup();
+    // GPU-days with data, from the 1-minute rollups (a row exists for every minute with
+    // a sample), apart from the health stage.
+    let minutes = read_table(&run.out.join("gpu_metrics_1min"));
+    let mut with_data: std::collections::BTreeSet<(String, i64)> = minutes
+        .iter()
+        .map(|r| {
+            let t = r["time"].i().unwrap();
+            (r["gpu_uuid"].s().to_owned(), t.div_euclid(DAY_US) * DAY_US)
+        })
+        .collect();
     let days = run.manifest.options.days.ceil() as usize;
-    assert_eq!(scores.rows.len(), run.manifest.gpus.len() * days);
+    assert!(scores.rows.len() <= run.manifest.gpus.len() * days);
+    for r in &scores.rows {
+        let key = (r["gpu_uuid"].s().to_owned(), r["time"].i().unwrap());
+        if grade(r) == "missing" {
+            // Silent all day, for at least a day since it was last seen.
+            assert!(!with_data.contains(&key), "missing with data: {key:?}");
+            let last = r["last_seen"].i().expect("a missing row says when");
+            assert!(key.1 + DAY_US - last >= DAY_US, "{key:?} last seen {last}");
+            assert_eq!(r["sample_count"].i(), Some(0));
+        } else {
+            assert!(with_data.remove(&key), "scored without data: {key:?}");
+        }
+    }
+    assert!(with_data.is_empty(), "GPU-days with data but no score: {with_data:?}");
 }
 
 #[test]
@@ -183,10 +206,11 @@ fn a_gpu_that_falls_off_the_bus_is_critical() {
         g.contains(&"stopped_reporting".to_string()) || g.contains(&"critical_xid".to_string()),
         "{g:?}"
     );
-    // It stays critical on the following days, when it sends nothing at all.
+    // The next day, silent all day, it is `missing`, with when it was last seen.
     let later = scores.day(&gpu, day + DAY_US);
-    assert_eq!(grade(later), "critical");
+    assert_eq!(grade(later), "missing");
     assert_eq!(later["sample_count"].i(), Some(0));
+    assert!(later["last_seen"].i().unwrap() < day + DAY_US);
 }
 
 #[test]

@@ -289,13 +289,13 @@ pub const METRICS: &[MetricColumn] = &[
         0.0,
         150.0,
     ),
-    // GPU max operating temperature (the T.Limit): `temperature.gpu` +
-    // `temperature.gpu.tlimit` in nvidia-smi, DCGM 152.
+    // Headroom to the GPU's T.Limit, C: nvidia-smi `temperature.gpu.tlimit` (T.Limit
+    // GPUs slow down at -2 C per nvidia-smi -q); negative when over the limit.
     col(
-        "gpu_max_op_temp",
-        ("health", "gpu_max_op_temp_c"),
+        "gpu_temp_tlimit",
+        ("health", "gpu_temp_tlimit_c"),
         Kind::Float,
-        0.0,
+        -100.0,
         150.0,
     ),
     // Memory max operating temperature: nvidia-smi -q, DCGM 151.
@@ -376,8 +376,7 @@ pub const POWER_VIOLATION: usize = metric_index("power_violation_ns");
 pub const PCIE_REPLAY: usize = metric_index("pcie_replay_counter");
 pub const POWER_LIMIT: usize = metric_index("power_limit");
 pub const SLOWDOWN_TEMP: usize = metric_index("slowdown_temp");
-pub const SHUTDOWN_TEMP: usize = metric_index("shutdown_temp");
-pub const GPU_MAX_OP_TEMP: usize = metric_index("gpu_max_op_temp");
+pub const GPU_TEMP_TLIMIT: usize = metric_index("gpu_temp_tlimit");
 pub const MEMORY_MAX_OP_TEMP: usize = metric_index("memory_max_op_temp");
 pub const MAX_SM_CLOCK: usize = metric_index("max_sm_clock_mhz");
 pub const REMAP_BANKS_EXHAUSTED: usize = metric_index("remap_banks_exhausted");

@@ -7,5 +7,6 @@ pub mod limits;
 pub mod model;
 pub mod predict;
 pub mod scores;
+pub mod span;
 
 pub use daily::{HealthTracker, ScoredDay};

@@ -20,7 +20,7 @@ use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::RecordBatch;
 
 use super::daily::ScoredDay;
-use super::model::{DayScore, Dimension};
+use super::model::Dimension;
 use crate::event::schema::time_type;
 use crate::window::fleet::GpuInfo;
 
@@ -118,30 +118,13 @@ pub fn term_values(d: &ScoredDay) -> [f64; 6] {
         f64::from(f.dbe_days_30.min(5)),
         (f.retired_pages.unwrap_or(0).max(0) as f64).ln_1p(),
         (f.sbe_increase.unwrap_or(0).max(0) as f64 + 1.0).log10(),
-        f.thermal_share.clamp(0.0, 1.0),
+        f.thermal_share.unwrap_or(0.0).clamp(0.0, 1.0),
         (1.0 - f.coverage).clamp(0.0, 1.0),
         match d.degradation_rate {
             Some(s) if d.history_days >= SLOPE_MIN_HISTORY_DAYS => (-s).clamp(0.0, 10.0),
             _ => 0.0,
         },
     ]
-}
-
-/// The weakest dimension of a day's score (first in order on ties).
-fn weakest(s: &DayScore) -> Dimension {
-    use Dimension::*;
-    [
-        (Thermal, s.thermal),
-        (Power, s.power),
-        (Memory, s.memory),
-        (Performance, s.performance),
-        (Reliability, s.reliability),
-    ]
-    .into_iter()
-    .fold((Thermal, f64::INFINITY), |best, (d, v)| {
-        if v < best.1 { (d, v) } else { best }
-    })
-    .0
 }
 
 /// `confidence` in 0..1: the day's coverage, discounted while the GPU has less than
@@ -174,7 +157,8 @@ pub fn predict(d: &ScoredDay) -> Prediction {
     let predicted_failure_type = top.map(|(i, _)| {
         TERMS[i]
             .dimension
-            .unwrap_or_else(|| weakest(&d.score))
+            .or_else(|| d.score.weakest())
+            .unwrap_or(Dimension::Reliability)
             .as_str()
     });
     Prediction {
@@ -205,7 +189,8 @@ pub fn predictions_schema() -> SchemaRef {
     Arc::new(Schema::new(fields))
 }
 
-/// Predicts every scored day and lays the rows out as one batch.
+/// Predicts every scored day (not `missing` or `insufficient_data` ones: no verdict,
+/// no prediction) and lays the rows out as one batch.
 pub fn predictions_to_batch(
     days: &[ScoredDay],
     gpus: &[GpuInfo],
@@ -213,7 +198,7 @@ pub fn predictions_to_batch(
     let mut time = TimestampMicrosecondBuilder::new().with_timezone("UTC");
     let mut text: [StringBuilder; 5] = std::array::from_fn(|_| StringBuilder::new());
     let mut floats: [Float64Builder; 6] = std::array::from_fn(|_| Float64Builder::new());
-    for d in days {
+    for d in days.iter().filter(|d| d.score.is_scored()) {
         let p = predict(d);
         time.append_value(d.day_start_us);
         text[0].append_value(gpus.get(d.gpu as usize).map_or("", |i| i.uuid.as_str()));
@@ -260,6 +245,7 @@ pub fn predictions_to_batch(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::health::limits::{SampleLimits, resolve};
     use crate::health::model::{DayFeatures, score_day};
 
     fn day(features: DayFeatures, slope: Option<f64>, history_days: u32) -> ScoredDay {
@@ -277,6 +263,7 @@ mod tests {
 
     fn quiet() -> DayFeatures {
         DayFeatures {
+            limits: resolve(&SampleLimits::default(), Some("NVIDIA H100 80GB HBM3")),
             samples: 8640,
             coverage: 1.0,
             sbe_increase: Some(0),
@@ -307,7 +294,7 @@ mod tests {
         // from this code: p30 = 1 - exp(-0.110564 x 8.5849 x 30 / 365) = 0.075049.
         let f = DayFeatures {
             dbe_days_30: 2,
-            thermal_share: 0.5,
+            thermal_share: Some(0.5),
             ..quiet()
         };
         let p = predict(&day(f, None, 30));

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::{Flow, Stage};
 use crate::event::columns::RawColumns;
 use crate::health::HealthTracker;
-use crate::health::daily::GpuHistory;
+use crate::health::daily::{GpuHistory, HealthParams};
 use crate::window::Fleet;
 use crate::window::operator::StateSize;
 
@@ -32,9 +32,9 @@ struct PartitionDays {
 }
 
 impl HealthStage {
-    pub fn new(sample_interval_s: u32, late_horizon_us: i64) -> Self {
+    pub fn new(params: HealthParams) -> Self {
         HealthStage {
-            tracker: HealthTracker::new(sample_interval_s, late_horizon_us),
+            tracker: HealthTracker::new(params),
         }
     }
 }

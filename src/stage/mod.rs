@@ -125,10 +125,7 @@ pub(crate) fn standard(cfg: &PipelineConfig) -> Vec<Box<dyn Stage>> {
     }
     vec![
         Box::new(WindowStage::new(wcfg)),
-        Box::new(HealthStage::new(
-            cfg.health.sample_interval.as_secs() as u32,
-            wcfg.late_horizon_us,
-        )),
+        Box::new(HealthStage::new(cfg.health.params(wcfg.late_horizon_us))),
     ]
 }
 

@@ -62,6 +62,46 @@ pub fn fixture_run() -> &'static FixtureRun {
     })
 }
 
+/// Any dump through the demo pipeline (`tweak` adjusts its config) into a fresh Parquet
+/// directory; returns the report and the directory. Call from a plain test (it runs
+/// its own runtime).
+pub fn run_dump(
+    dump: &Path,
+    name: &str,
+    tweak: impl FnOnce(&mut PipelineConfig),
+) -> (RunReport, PathBuf) {
+    let out = std::env::temp_dir().join(format!(
+        "gpu-health-test-{}-{name}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&out);
+    let mut cfg = PipelineConfig::parse(DEMO_PIPELINE, "demo.toml").unwrap();
+    cfg.source = gpu_health::config::SourceConfig::File {
+        path: dump.display().to_string(),
+        topic: "gpu-metrics-enriched".into(),
+    };
+    cfg.sink = gpu_health::config::SinkConfig::Parquet {
+        path: out.display().to_string(),
+        rows_per_file: 1_000_000,
+    };
+    tweak(&mut cfg);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let report = rt.block_on(gpu_health::run_pipeline(cfg)).unwrap();
+    (report, out)
+}
+
+/// `../shared/<rel>` beside the repository, or `None` (with one line on stderr) where
+/// the shared folder is absent, as on a machine with only the repository.
+pub fn shared(rel: &str) -> Option<PathBuf> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared").join(rel);
+    if p.exists() {
+        Some(p)
+    } else {
+        eprintln!("skipped: {} is absent", p.display());
+        None
+    }
+}
+
 /// A cell of a Parquet row, typed loosely for comparisons.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Cell {
