@@ -419,8 +419,7 @@ impl PipelineConfig {
                 "expected a positive duration".into(),
             ));
         }
-        if self.health.stale_after.is_zero() || self.health.retire_after < self.health.stale_after
-        {
+        if self.health.stale_after.is_zero() || self.health.retire_after < self.health.stale_after {
             return Err(wrong(
                 "health.retire_after",
                 format!(

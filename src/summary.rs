@@ -4,8 +4,8 @@
 use std::fmt::Write;
 
 use crate::event::decode::fmt_time;
-use crate::health::model::{GRADE_CRITICAL, GRADE_INSUFFICIENT, GRADE_MISSING, GRADES};
 use crate::health::ScoredDay;
+use crate::health::model::{GRADE_CRITICAL, GRADE_INSUFFICIENT, GRADE_MISSING, GRADES};
 use crate::health::predict::predict;
 use crate::pipeline::RunReport;
 
@@ -185,7 +185,10 @@ pub fn render(r: &RunReport, output: &str, worst: usize) -> String {
     let unscored: Vec<_> = r.latest.iter().filter(|d| !d.score.is_scored()).collect();
     if !unscored.is_empty() {
         let _ = writeln!(o);
-        let _ = writeln!(o, "not graded on their latest day (covered time, or last seen):");
+        let _ = writeln!(
+            o,
+            "not graded on their latest day (covered time, or last seen):"
+        );
         for d in unscored.iter().take(worst.max(20)) {
             let info = r.gpus.get(d.gpu as usize);
             let what = if d.score.grade == GRADE_MISSING {

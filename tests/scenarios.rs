@@ -121,7 +121,10 @@ fn score_rows_are_the_gpu_days_with_data_plus_the_missing_days() {
             assert!(with_data.remove(&key), "scored without data: {key:?}");
         }
     }
-    assert!(with_data.is_empty(), "GPU-days with data but no score: {with_data:?}");
+    assert!(
+        with_data.is_empty(),
+        "GPU-days with data but no score: {with_data:?}"
+    );
 }
 
 #[test]
@@ -294,7 +297,14 @@ const BASELINE_P30: f64 = 0.0091;
 fn failure_predictions_name_the_failing_gpus_and_leave_healthy_ones_near_baseline() {
     let (scores, run) = setup();
     let preds = read_table(&run.out.join("gpu_failure_predictions"));
-    assert_eq!(preds.len(), scores.rows.len(), "one prediction per score");
+    // One prediction per scored day: `missing` and `insufficient_data` days have no
+    // verdict and no prediction.
+    let scored = scores
+        .rows
+        .iter()
+        .filter(|r| !["missing", "insufficient_data"].contains(&grade(r)))
+        .count();
+    assert_eq!(preds.len(), scored, "one prediction per scored day");
     let faulty = faulty_gpus(run);
     let p30 = |r: &Row| r["p_fail_30d"].f().unwrap();
 

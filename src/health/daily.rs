@@ -361,7 +361,9 @@ impl HealthTracker {
             }
             let loaded = match m[SM_ACTIVE].get(row) {
                 Some(a) => a >= LOADED_SM_ACTIVE,
-                None => m[GPU_UTIL].get(row).is_some_and(|u| u >= LOADED_GPU_UTIL_PCT),
+                None => m[GPU_UTIL]
+                    .get(row)
+                    .is_some_and(|u| u >= LOADED_GPU_UTIL_PCT),
             };
             if let Some(c) = m[SM_CLOCK].get(row).filter(|_| loaded) {
                 acc.loaded_clock.push(c);
@@ -566,12 +568,6 @@ impl HealthTracker {
     /// The newest accepted event time (judges a bounded input's last day).
     pub fn max_event_us(&self) -> Option<i64> {
         (self.max_event_us != i64::MIN).then_some(self.max_event_us)
-    }
-
-    /// GPUs with health state (the active fleet: retired GPUs are dropped).
-    #[cfg(test)]
-    pub fn tracked_gpus(&self) -> usize {
-        self.gpus.iter().filter(|h| h.first_seen_us.is_some()).count()
     }
 
     fn features(

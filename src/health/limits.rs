@@ -155,7 +155,10 @@ pub fn resolve(sample: &SampleLimits, model: Option<&str>) -> Limits {
         power_w: pick(sample.power_w, row.and_then(|r| r.power_w)),
         slowdown_c: pick(sample.slowdown_c, row.and_then(|r| r.slowdown_c)),
         memory_max_c: pick(sample.memory_max_c, row.and_then(|r| r.memory_max_c)),
-        max_sm_clock_mhz: pick(sample.max_sm_clock_mhz, row.and_then(|r| r.max_sm_clock_mhz)),
+        max_sm_clock_mhz: pick(
+            sample.max_sm_clock_mhz,
+            row.and_then(|r| r.max_sm_clock_mhz),
+        ),
     }
 }
 
@@ -202,9 +205,15 @@ mod tests {
             ..Default::default()
         };
         let l = resolve(&s, Some("NVIDIA H200"));
-        assert_eq!(l.power_w.map(|l| (l.value, l.source)), Some((650.0, LimitSource::Sample)));
+        assert_eq!(
+            l.power_w.map(|l| (l.value, l.source)),
+            Some((650.0, LimitSource::Sample))
+        );
         assert_eq!(l.slowdown_c.map(|l| l.value), Some(89.0));
-        assert!(matches!(l.max_sm_clock_mhz.map(|l| l.source), Some(LimitSource::Table(_))));
+        assert!(matches!(
+            l.max_sm_clock_mhz.map(|l| l.source),
+            Some(LimitSource::Table(_))
+        ));
         let unknown = resolve(&SampleLimits::default(), Some("Some Future GPU 9000"));
         assert_eq!(unknown, Limits::default());
         assert_eq!(

@@ -404,9 +404,13 @@ pub fn score_day(f: &DayFeatures) -> DayScore {
             (warn, fail, GPU_TEMP_PENALTY),
         );
     } else {
-        s.against_limit("elevated_gpu_temp", Thermal, f.gpu_temp_p95, lim.slowdown_c, |t| {
-            (t - GPU_TEMP_WARN_BELOW_SLOWDOWN, t, GPU_TEMP_PENALTY)
-        });
+        s.against_limit(
+            "elevated_gpu_temp",
+            Thermal,
+            f.gpu_temp_p95,
+            lim.slowdown_c,
+            |t| (t - GPU_TEMP_WARN_BELOW_SLOWDOWN, t, GPU_TEMP_PENALTY),
+        );
     }
     s.against_limit(
         "elevated_memory_temp",
@@ -422,7 +426,12 @@ pub fn score_day(f: &DayFeatures) -> DayScore {
         lim.memory_max_c,
         |t| (t - MEM_TEMP_PEAK_WARN_BELOW_MAX, t, MEM_TEMP_PEAK_PENALTY),
     );
-    s.penalise("thermal_throttling", Thermal, f.thermal_share, THERMAL_SHARE);
+    s.penalise(
+        "thermal_throttling",
+        Thermal,
+        f.thermal_share,
+        THERMAL_SHARE,
+    );
     s.penalise("power_brake", Power, f.power_fault_share, POWER_BRAKE_SHARE);
     match lim.power_w {
         Some(_) => s.penalise("power_over_limit", Power, f.power_ratio(), POWER_OVER_LIMIT),
@@ -430,7 +439,12 @@ pub fn score_day(f: &DayFeatures) -> DayScore {
             POWER_OVER_LIMIT
         }),
     }
-    s.penalise("sbe_rate", Memory, f.sbe_increase.map(|v| v as f64), SBE_PER_DAY);
+    s.penalise(
+        "sbe_rate",
+        Memory,
+        f.sbe_increase.map(|v| v as f64),
+        SBE_PER_DAY,
+    );
     s.penalise(
         "uncorrectable_ecc",
         Memory,
@@ -580,7 +594,10 @@ fn gates(f: &DayFeatures) -> Vec<GateHit> {
     if let Some(share) = fault.filter(|s| *s > FAULT_BITS_DEGRADED_SHARE) {
         hit("fault_clock_events", DEGRADED_CAP, share);
     }
-    if let Some(rate) = f.pcie_replays_per_min.filter(|r| *r > PCIE_REPLAYS_PER_MIN_LIMIT) {
+    if let Some(rate) = f
+        .pcie_replays_per_min
+        .filter(|r| *r > PCIE_REPLAYS_PER_MIN_LIMIT)
+    {
         hit("pcie_replay_rate", DEGRADED_CAP, rate);
     }
     if !f.insufficient && f.longest_gap_s > GAP_DEGRADED_SHARE * 86_400.0 {

@@ -112,7 +112,10 @@ impl SpanAcc {
         prev_last_us: Option<i64>,
         fallback_interval_us: i64,
     ) -> Covered {
-        let interval = self.median_spacing_us().unwrap_or(fallback_interval_us).max(1);
+        let interval = self
+            .median_spacing_us()
+            .unwrap_or(fallback_interval_us)
+            .max(1);
         let cover = 2 * interval;
         let span = (span_end - span_start).max(0);
         let prev_cover_end = prev_last_us.map_or(span_start, |p| (p + cover).max(span_start));
@@ -132,16 +135,17 @@ impl SpanAcc {
         let lead_covered = (prev_cover_end.min(first) - span_start).max(0);
         let lead_gap = (first - span_start) - lead_covered;
         // Between samples: every spacing counts up to `cover`.
-        let excess: i64 = if self.top.len() < TOP_GAPS || self.top.last().is_some_and(|m| *m <= cover) {
-            self.top.iter().map(|g| (g - cover).max(0)).sum()
-        } else {
-            // More long spacings than kept exactly: estimate from the bins.
-            self.bins
-                .iter()
-                .enumerate()
-                .map(|(i, c)| (bin_mid(i) - cover as f64).max(0.0) * f64::from(*c))
-                .sum::<f64>() as i64
-        };
+        let excess: i64 =
+            if self.top.len() < TOP_GAPS || self.top.last().is_some_and(|m| *m <= cover) {
+                self.top.iter().map(|g| (g - cover).max(0)).sum()
+            } else {
+                // More long spacings than kept exactly: estimate from the bins.
+                self.bins
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| (bin_mid(i) - cover as f64).max(0.0) * f64::from(*c))
+                    .sum::<f64>() as i64
+            };
         let inner = ((last - first) - excess).max(0);
         let tail_covered = (span_end - last).min(cover).max(0);
         let tail_gap = (span_end - last) - tail_covered;
@@ -196,7 +200,10 @@ mod tests {
             // (up to the median's bin width, 10 %).
             let step_s = step as f64 / 1e6;
             let expected = 3600.0 + step_s;
-            assert!((c.covered_s - expected).abs() < 0.25 * step_s, "step {step}: {c:?}");
+            assert!(
+                (c.covered_s - expected).abs() < 0.25 * step_s,
+                "step {step}: {c:?}"
+            );
             assert!((c.quiet_tail_s - (3600.0 - step_s)).abs() < 0.25 * step_s);
         }
     }

@@ -600,7 +600,9 @@ async fn copy_batches(
         .map(|b| format!(" ({})", column_list(&b.schema())))
         .unwrap_or_default();
     let sink = tx
-        .copy_in(&format!("COPY {target}{columns} FROM STDIN (FORMAT binary)"))
+        .copy_in(&format!(
+            "COPY {target}{columns} FROM STDIN (FORMAT binary)"
+        ))
         .await
         .doing(copying)?;
     futures_util::pin_mut!(sink);

@@ -70,10 +70,7 @@ pub fn run_dump(
     name: &str,
     tweak: impl FnOnce(&mut PipelineConfig),
 ) -> (RunReport, PathBuf) {
-    let out = std::env::temp_dir().join(format!(
-        "gpu-health-test-{}-{name}",
-        std::process::id()
-    ));
+    let out = std::env::temp_dir().join(format!("gpu-health-test-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
     let mut cfg = PipelineConfig::parse(DEMO_PIPELINE, "demo.toml").unwrap();
     cfg.source = gpu_health::config::SourceConfig::File {
@@ -93,7 +90,9 @@ pub fn run_dump(
 /// `../shared/<rel>` beside the repository, or `None` (with one line on stderr) where
 /// the shared folder is absent, as on a machine with only the repository.
 pub fn shared(rel: &str) -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared").join(rel);
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared")
+        .join(rel);
     if p.exists() {
         Some(p)
     } else {
