@@ -134,7 +134,8 @@ enum ReportKind {
         #[arg(long, default_value_t = 24)]
         hours: u32,
     },
-    /// GPUs per grade on the newest scored day.
+    /// GPUs per grade on the newest scored day (`insufficient_data` and `missing`
+    /// included, with the oldest last-seen time).
     Fleet,
     /// Minutes whose peak reached --threshold °C or rose --rise °C over the previous minute.
     Spikes {
@@ -164,6 +165,12 @@ enum ReportKind {
     /// The GPUs whose score falls fastest, with their failure probability.
     Degrading {
         #[arg(long, default_value_t = 10)]
+        limit: u32,
+    },
+    /// GPUs silent for `health.stale_after` on the newest day, with when each was last
+    /// seen.
+    Missing {
+        #[arg(long, default_value_t = 50)]
         limit: u32,
     },
     /// One self-contained HTML page with plots and tables.
@@ -414,6 +421,7 @@ async fn report(
         ReportKind::Ecc { hours, limit } => Query::Ecc { hours, limit },
         ReportKind::Power { hours, limit } => Query::Power { hours, limit },
         ReportKind::Degrading { limit } => Query::Degrading { limit },
+        ReportKind::Missing { limit } => Query::Missing { limit },
     };
     let table = store.run(&query).await?;
     print!("{}", gpu_health::report::render(&table, format)?);

@@ -54,6 +54,7 @@ fn all_queries() -> Vec<Query> {
             limit: 20,
         },
         Query::Degrading { limit: 10 },
+        Query::Missing { limit: 10 },
     ]
 }
 
@@ -141,13 +142,14 @@ async fn latest_is_each_gpus_newest_raw_sample() {
 async fn fleet_counts_the_newest_day_by_grade() {
     let scores = read_table(&fixture().await.out.join("gpu_health_scores"));
     let day = scores.iter().map(|r| r["time"].i().unwrap()).max().unwrap();
-    let mut want: BTreeMap<String, (i64, f64)> = BTreeMap::new();
+    // `missing` and `insufficient_data` rows have no overall score: their minimum is NULL.
+    let mut want: BTreeMap<String, (i64, Option<f64>)> = BTreeMap::new();
     for r in scores.iter().filter(|r| r["time"].i() == Some(day)) {
-        let e = want
-            .entry(r["grade"].s().to_owned())
-            .or_insert((0, f64::MAX));
+        let e = want.entry(r["grade"].s().to_owned()).or_insert((0, None));
         e.0 += 1;
-        e.1 = e.1.min(r["overall_score"].f().unwrap());
+        if let Some(o) = r["overall_score"].f() {
+            e.1 = Some(e.1.map_or(o, |m: f64| m.min(o)));
+        }
     }
     let t = parquet_store().await.run(&Query::Fleet).await.unwrap();
     let (g, n, min) = (
@@ -155,12 +157,14 @@ async fn fleet_counts_the_newest_day_by_grade() {
         t.column("gpus").unwrap(),
         t.column("score_min").unwrap(),
     );
-    let got: BTreeMap<String, (i64, f64)> = t
+    let got: BTreeMap<String, (i64, Option<f64>)> = t
         .rows
         .iter()
         .map(|r| {
-            let Cell::Float(m) = r[min] else {
-                panic!("score_min")
+            let m = match r[min] {
+                Cell::Float(m) => Some(m),
+                Cell::Null => None,
+                _ => panic!("score_min"),
             };
             (text(&r[g]).to_owned(), (int(&r[n]), m))
         })
@@ -173,8 +177,17 @@ async fn fleet_counts_the_newest_day_by_grade() {
     // Best grade first.
     let order: Vec<&str> = t.rows.iter().map(|r| text(&r[g])).collect();
     let rank = |g: &str| {
-        ["excellent", "good", "fair", "degraded", "poor", "critical"]
-            .iter()
+        [
+            "excellent",
+            "good",
+            "fair",
+            "degraded",
+            "poor",
+            "critical",
+            "insufficient_data",
+            "missing",
+        ]
+        .iter()
             .position(|x| *x == g)
             .unwrap()
     };
@@ -398,4 +411,30 @@ fn formats_agree() {
         table.contains("71.25") && table.contains("(2 rows)"),
         "{table}"
     );
+}
+
+/// Missing GPUs: the newest day's `missing` rows, longest silent first, each with its
+/// last-seen time, as the score rows hold them.
+#[tokio::test(flavor = "multi_thread")]
+async fn missing_lists_the_silent_gpus_with_their_last_seen_time() {
+    let scores = read_table(&fixture().await.out.join("gpu_health_scores"));
+    let day = scores.iter().map(|r| r["time"].i().unwrap()).max().unwrap();
+    let mut want: Vec<(i64, String)> = scores
+        .iter()
+        .filter(|r| r["time"].i() == Some(day) && r["grade"].s() == "missing")
+        .map(|r| (r["last_seen"].i().unwrap(), r["gpu_uuid"].s().to_owned()))
+        .collect();
+    want.sort();
+    let t = parquet_store()
+        .await
+        .run(&Query::Missing { limit: 50 })
+        .await
+        .unwrap();
+    let (u, l) = (t.column("gpu_uuid").unwrap(), t.column("last_seen").unwrap());
+    let got: Vec<(i64, String)> = t
+        .rows
+        .iter()
+        .map(|r| (micros(&r[l]), text(&r[u]).to_owned()))
+        .collect();
+    assert_eq!(got, want);
 }

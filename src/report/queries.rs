@@ -31,11 +31,15 @@ pub enum Query {
     /// The newest scored day's GPUs, steepest score decline first, with the failure
     /// probability.
     Degrading { limit: u32 },
+    /// GPUs `missing` on the newest scored day (silent for `stale_after`), longest
+    /// silent first, with when each was last seen.
+    Missing { limit: u32 },
 }
 
 /// Sorts grades from best to worst (HEALTH_MODEL grades).
 const GRADE_ORDER: &str = "CASE grade WHEN 'excellent' THEN 1 WHEN 'good' THEN 2 \
-     WHEN 'fair' THEN 3 WHEN 'degraded' THEN 4 WHEN 'poor' THEN 5 ELSE 6 END";
+     WHEN 'fair' THEN 3 WHEN 'degraded' THEN 4 WHEN 'poor' THEN 5 WHEN 'critical' THEN 6 \
+     WHEN 'insufficient_data' THEN 7 ELSE 8 END";
 
 impl Query {
     /// The report's name on the command line.
@@ -48,6 +52,7 @@ impl Query {
             Query::Ecc { .. } => "ecc",
             Query::Power { .. } => "power",
             Query::Degrading { .. } => "degrading",
+            Query::Missing { .. } => "missing",
         }
     }
 
@@ -110,7 +115,8 @@ impl Query {
                         avg(gpu_temp_p95) AS temp_p95_avg, max(gpu_temp_max) AS temp_max,
                         avg(throttled_share) AS throttled_share_avg,
                         CAST(sum(ecc_sbe_increase) AS BIGINT) AS ecc_sbe,
-                        CAST(sum(ecc_dbe_increase) AS BIGINT) AS ecc_dbe
+                        CAST(sum(ecc_dbe_increase) AS BIGINT) AS ecc_dbe,
+                        min(last_seen) AS last_seen_oldest
                  FROM gpu_health_scores
                  WHERE time = (SELECT max(time) FROM gpu_health_scores)
                  GROUP BY time, grade
@@ -172,9 +178,18 @@ impl Query {
                         ON p.gpu_uuid = s.gpu_uuid AND p.time = s.time
                            AND p.model_name = '{model}'
                  WHERE s.time = (SELECT max(time) FROM gpu_health_scores)
+                   AND s.overall_score IS NOT NULL
                  ORDER BY s.degradation_rate ASC NULLS LAST, s.overall_score ASC, s.gpu_uuid
                  LIMIT {limit}",
                 model = crate::health::predict::MODEL_NAME
+            ),
+            Query::Missing { limit } => format!(
+                "SELECT time AS day, gpu_uuid, hostname, gpu_model, last_seen
+                 FROM gpu_health_scores
+                 WHERE grade = 'missing'
+                   AND time = (SELECT max(time) FROM gpu_health_scores)
+                 ORDER BY last_seen, gpu_uuid
+                 LIMIT {limit}"
             ),
         }
     }
