@@ -149,7 +149,10 @@ pub(crate) fn parse_sample(line: &str) -> Option<Sample> {
         let mut chars = after.char_indices().peekable();
         loop {
             // Skip separators; a closing brace ends the set.
-            while chars.next_if(|(_, c)| *c == ',' || c.is_whitespace()).is_some() {}
+            while chars
+                .next_if(|(_, c)| *c == ',' || c.is_whitespace())
+                .is_some()
+            {}
             let (start, c) = chars.next()?;
             if c == '}' {
                 rest = &after[start + 1..];
@@ -388,7 +391,12 @@ mod tests {
     #[test]
     fn real_exporter_sample_with_mig_instances() {
         let mut s = ImportSummary::default();
-        let rows = read_rows(&fixture("dcgm-exporter-pr736.prom"), at(), "file-host", &mut s);
+        let rows = read_rows(
+            &fixture("dcgm-exporter-pr736.prom"),
+            at(),
+            "file-host",
+            &mut s,
+        );
         // Three GPUs (0, 1, 2), one scrape.
         assert_eq!(rows.len(), 3, "{s}");
         let gpu0 = rows
@@ -403,7 +411,10 @@ mod tests {
         assert_eq!(gpu0.num("fb_used_bytes"), Some(3744.0 * 1048576.0));
         assert_eq!(format_time(&gpu0.time), "2026-02-11T10:30:00.000Z");
         let ada = rows.iter().find(|r| r.device_index == Some(1)).unwrap();
-        assert_eq!(ada.gpu_model.as_deref(), Some("NVIDIA RTX 2000 Ada Generation"));
+        assert_eq!(
+            ada.gpu_model.as_deref(),
+            Some("NVIDIA RTX 2000 Ada Generation")
+        );
         assert_eq!(ada.num("gpu_temp"), Some(44.0));
         assert!(s.skipped.is_empty(), "{s}");
     }
@@ -411,7 +422,12 @@ mod tests {
     #[test]
     fn readme_sample_blank_sentinel_and_elisions() {
         let mut s = ImportSummary::default();
-        let rows = read_rows(&fixture("dcgm-exporter-readme.prom"), at(), "file-host", &mut s);
+        let rows = read_rows(
+            &fixture("dcgm-exporter-readme.prom"),
+            at(),
+            "file-host",
+            &mut s,
+        );
         assert_eq!(rows.len(), 1, "{s}");
         let r = &rows[0];
         assert_eq!(r.gpu_uuid, "GPU-604ac76c-d9cf-fef3-62e9-d92044ab6e52");

@@ -10,8 +10,8 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 
 use super::{
-    ImportSummary, Output, Row, Val, Zone, derive_uuid, is_flat_column, is_masked_uuid,
-    parse_bool, parse_number, parse_time,
+    ImportSummary, Output, Row, Val, Zone, derive_uuid, is_flat_column, is_masked_uuid, parse_bool,
+    parse_number, parse_time,
 };
 use crate::event::schema::{Kind, METRICS};
 
@@ -212,7 +212,10 @@ mod tests {
     fn unknown_destinations_are_errors_naming_the_key() {
         let err = parse_map("timestamp=time,temp=gpu_temperature").unwrap_err();
         assert!(err.to_string().contains("gpu_temperature"), "{err}");
-        assert!(parse_map("gpu_index=device_index").is_err(), "time is required");
+        assert!(
+            parse_map("gpu_index=device_index").is_err(),
+            "time is required"
+        );
         assert!(parse_map("timestamp").is_err());
     }
 

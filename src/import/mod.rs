@@ -21,9 +21,7 @@ use std::path::Path;
 use std::str::FromStr;
 
 use anyhow::{Context, Result, bail};
-use chrono::{
-    DateTime, FixedOffset, LocalResult, NaiveDateTime, SecondsFormat, TimeZone, Utc,
-};
+use chrono::{DateTime, FixedOffset, LocalResult, NaiveDateTime, SecondsFormat, TimeZone, Utc};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
@@ -54,7 +52,10 @@ impl Zone {
             let (h, m) = match digits.len() {
                 _ if !digits.bytes().all(|b| b.is_ascii_digit()) => (None, None),
                 2 => (digits.parse::<i32>().ok(), Some(0)),
-                4 => (digits[..2].parse::<i32>().ok(), digits[2..].parse::<i32>().ok()),
+                4 => (
+                    digits[..2].parse::<i32>().ok(),
+                    digits[2..].parse::<i32>().ok(),
+                ),
                 _ => (None, None),
             };
             let secs = match (h, m) {
@@ -76,7 +77,7 @@ impl Zone {
 
     /// The instant of a local wall-clock time in this zone. In a daylight-saving fold
     /// the earlier instant is taken; a time in a daylight-saving gap does not exist.
-    pub(crate) fn to_utc(&self, local: NaiveDateTime) -> Result<DateTime<Utc>, &'static str> {
+    pub(crate) fn to_utc(self, local: NaiveDateTime) -> Result<DateTime<Utc>, &'static str> {
         fn pick<T: TimeZone>(r: LocalResult<DateTime<T>>) -> Result<DateTime<Utc>, &'static str> {
             match r {
                 LocalResult::Single(t) | LocalResult::Ambiguous(t, _) => Ok(t.with_timezone(&Utc)),
@@ -235,7 +236,10 @@ pub(crate) fn is_flat_column(name: &str) -> bool {
 /// A UUID that carries no identity: absent, or masked to zeros
 /// (`GPU-00000000-0000-0000-0000-000000000000`, as in shared captures).
 pub(crate) fn is_masked_uuid(uuid: &str) -> bool {
-    let body = uuid.trim().trim_start_matches("GPU-").trim_start_matches("MIG-");
+    let body = uuid
+        .trim()
+        .trim_start_matches("GPU-")
+        .trim_start_matches("MIG-");
     body.chars().all(|c| c == '0' || c == '-')
 }
 
@@ -248,7 +252,10 @@ pub(crate) fn derive_uuid(hostname: &str, locator: &str) -> String {
     h.update(hostname.as_bytes());
     h.update(b"\0");
     h.update(locator.as_bytes());
-    let hex: String = h.finalize()[..16].iter().map(|b| format!("{b:02x}")).collect();
+    let hex: String = h.finalize()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     format!(
         "GPU-{}-{}-{}-{}-{}",
         &hex[..8],
@@ -284,7 +291,11 @@ pub(crate) fn hostname_from_path(path: &Path) -> String {
         }
     }
     let out = out.trim_matches(|c| c == '-' || c == '.').to_owned();
-    if out.is_empty() { "unknown-host".into() } else { out }
+    if out.is_empty() {
+        "unknown-host".into()
+    } else {
+        out
+    }
 }
 
 /// Reads a file as text, line endings and invalid UTF-8 tolerated (captures carry
@@ -508,7 +519,11 @@ mod tests {
         assert_eq!(a, derive_uuid("host-a", "00000000:01:00.0"));
         assert_ne!(a, derive_uuid("host-b", "00000000:01:00.0"));
         assert_ne!(a, derive_uuid("host-a", "00000000:02:00.0"));
-        let parts: Vec<usize> = a.trim_start_matches("GPU-").split('-').map(str::len).collect();
+        let parts: Vec<usize> = a
+            .trim_start_matches("GPU-")
+            .split('-')
+            .map(str::len)
+            .collect();
         assert_eq!(parts, [8, 4, 4, 4, 12]);
         assert!(a.starts_with("GPU-"));
         assert!(is_masked_uuid("GPU-00000000-0000-0000-0000-000000000000"));

@@ -152,7 +152,12 @@ fn header_map(fields: &[String]) -> Option<Vec<Option<Field>>> {
     let metric = map.iter().flatten().any(|f| {
         !matches!(
             f,
-            Field::Time | Field::Uuid | Field::Model | Field::BusId | Field::Index | Field::Hostname
+            Field::Time
+                | Field::Uuid
+                | Field::Model
+                | Field::BusId
+                | Field::Index
+                | Field::Hostname
         )
     });
     (has(Field::Time) && (has(Field::Uuid) || has(Field::Index)) && metric).then_some(map)
@@ -261,20 +266,14 @@ fn build_row(
                 Some(b) => row.set(col, Val::Bool(b)),
                 None => summary.skip(BAD_VALUE),
             },
-            Field::PowerDraw(rank) => {
-                if let Some(n) = numeric(summary) {
-                    if power.is_none_or(|(r, _)| rank < r) {
-                        power = Some((rank, n));
-                    }
-                }
-            }
-            Field::PowerLimit(rank) => {
-                if let Some(n) = numeric(summary) {
-                    if limit.is_none_or(|(r, _)| rank < r) {
-                        limit = Some((rank, n));
-                    }
-                }
-            }
+            Field::PowerDraw(rank) => match numeric(summary) {
+                Some(n) if power.is_none_or(|(r, _)| rank < r) => power = Some((rank, n)),
+                _ => {}
+            },
+            Field::PowerLimit(rank) => match numeric(summary) {
+                Some(n) if limit.is_none_or(|(r, _)| rank < r) => limit = Some((rank, n)),
+                _ => {}
+            },
             Field::ThermalUs => {
                 if let Some(n) = numeric(summary) {
                     thermal_us = Some(thermal_us.unwrap_or(0.0) + n);
@@ -371,8 +370,8 @@ fn import_file(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::import::test_support::real;
     use crate::import::format_time;
+    use crate::import::test_support::real;
     use std::collections::{BTreeSet, HashMap};
 
     fn read(text: &str, zone: &Zone, query_gpu: Option<&str>) -> (Vec<Row>, ImportSummary) {
@@ -502,7 +501,10 @@ timestamp, uuid, pci.bus_id, temperature.gpu
 2026/07/03 22:10:46.109, GPU-00000000-0000-0000-0000-000000000000, 00000000:02:00.0, 40
 ";
         let (rows, s) = read(text, &Zone::Utc, None);
-        assert_eq!(rows[0].gpu_uuid, derive_uuid("test-host", "00000000:01:00.0"));
+        assert_eq!(
+            rows[0].gpu_uuid,
+            derive_uuid("test-host", "00000000:01:00.0")
+        );
         assert_ne!(rows[0].gpu_uuid, rows[1].gpu_uuid);
         assert_eq!(s.uuids_derived.len(), 2);
     }
@@ -515,7 +517,9 @@ timestamp, uuid, pci.bus_id, temperature.gpu
         let mut out = Vec::new();
         for (i, l) in lines.iter().enumerate() {
             if l.starts_with("timestamp, driver_version") {
-                let names = l.split(", ").map(|n| n.split(" [").next().unwrap().to_owned());
+                let names = l
+                    .split(", ")
+                    .map(|n| n.split(" [").next().unwrap().to_owned());
                 let values = lines[i + 1].split(", ").map(str::to_owned);
                 out.push(names.zip(values).collect());
             }
@@ -557,7 +561,10 @@ timestamp, uuid, pci.bus_id, temperature.gpu
                 assert_eq!(row.gpu_model.as_deref(), Some(block["name"].as_str()));
                 let t = block["timestamp"].replace('/', "-").replace(' ', "T");
                 assert_eq!(format_time(&row.time), format!("{t}Z"));
-                assert_eq!(row.num("power_usage"), Some(leading_number(&block["power.draw"])));
+                assert_eq!(
+                    row.num("power_usage"),
+                    Some(leading_number(&block["power.draw"]))
+                );
                 assert_eq!(
                     row.num("power_limit"),
                     Some(leading_number(&block["enforced.power.limit"]))
@@ -618,16 +625,18 @@ timestamp, uuid, pci.bus_id, temperature.gpu
                     };
                     read_rows(&text, &ctx, &mut s)
                 })
-                .filter(|r| {
-                    r.time == time && r.gpu_model.as_deref() == v["gpu_model"].as_str()
-                })
+                .filter(|r| r.time == time && r.gpu_model.as_deref() == v["gpu_model"].as_str())
                 .collect();
             assert_eq!(found.len(), 1, "{v}");
             let r = &found[0];
             assert_eq!(r.num("gpu_temp"), v["gpu_temp"].as_f64(), "{v}");
             assert_eq!(r.num("power_usage"), v["power_usage"].as_f64(), "{v}");
             assert_eq!(r.num("sm_clock_mhz"), v["sm_clock_mhz"].as_f64(), "{v}");
-            assert_eq!(r.num("throttle_reasons"), v["throttle_reasons"].as_f64(), "{v}");
+            assert_eq!(
+                r.num("throttle_reasons"),
+                v["throttle_reasons"].as_f64(),
+                "{v}"
+            );
             matched += 1;
         }
         assert_eq!(matched, 20);
