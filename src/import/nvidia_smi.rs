@@ -173,13 +173,24 @@ pub(crate) struct FileContext<'a> {
 /// Reads the `--query-gpu` rows of one file's text; everything else is counted.
 pub(crate) fn read_rows(text: &str, ctx: &FileContext, summary: &mut ImportSummary) -> Vec<Row> {
     let mut rows = Vec::new();
-    let mut map: Option<Vec<Option<Field>>> = ctx.query_gpu.and_then(|q| {
+    // The --query-gpu list holds for the whole file; a header holds for its block, which
+    // ends at a blank line or a `#` line (captures put the command line, with the same
+    // commas as the header, in a `# $ nvidia-smi --query-gpu=...` comment).
+    let given: Option<Vec<Option<Field>>> = ctx.query_gpu.and_then(|q| {
         let fields: Vec<String> = q.split(',').map(|s| s.trim().to_owned()).collect();
         header_map(&fields)
     });
+    let mut block: Option<Vec<Option<Field>>> = None;
+    let mut header_seen = false;
     for line in text.lines() {
         let line = line.trim_end_matches('\r');
         if line.trim().is_empty() {
+            block = None;
+            continue;
+        }
+        if line.trim_start().starts_with('#') {
+            block = None;
+            summary.skip(NOT_QUERY_GPU);
             continue;
         }
         let fields = if line.contains(',') {
@@ -192,20 +203,21 @@ pub(crate) fn read_rows(text: &str, ctx: &FileContext, summary: &mut ImportSumma
             continue;
         }
         if let Some(m) = header_map(&fields) {
-            map = Some(m);
+            block = Some(m);
+            header_seen = true;
             continue;
         }
         let looks_like_data = fields
             .iter()
-            .any(|f| parse_time(f, ctx.zone).is_ok() && f.contains(':'));
-        match &map {
+            .any(|f| f.contains(':') && parse_time(f, ctx.zone).is_ok());
+        match block.as_ref().or(given.as_ref()) {
             Some(m) if m.len() == fields.len() => {
                 if let Some(row) = build_row(m, &fields, ctx, summary) {
                     rows.push(row);
                 }
             }
             Some(_) if looks_like_data => summary.skip(FIELD_COUNT),
-            None if looks_like_data => summary.skip(DATA_BEFORE_HEADER),
+            None if looks_like_data && !header_seen => summary.skip(DATA_BEFORE_HEADER),
             _ => summary.skip(NOT_QUERY_GPU),
         }
     }
@@ -329,11 +341,23 @@ pub fn import_nvidia_smi(opts: &NvidiaSmiOptions) -> Result<ImportSummary> {
             "local timestamps read as UTC (no --tz given; nvidia-smi prints local time)".into(),
         ),
     }
+    let mut hosts_from_names = Vec::new();
     for path in &opts.files {
         let rows = import_file(path, opts, &zone, &mut out.summary)?;
+        let file_host = hostname_from_path(path);
+        if opts.hostname.is_none() && rows.iter().any(|r| r.hostname == file_host) {
+            hosts_from_names.push(file_host);
+        }
         for row in &rows {
             out.write(row)?;
         }
+    }
+    if let Some(example) = hosts_from_names.first() {
+        out.summary.note(format!(
+            "host name from the file name for {} file(s) without a hostname value \
+             (e.g. {example}); pass --hostname to set it",
+            hosts_from_names.len()
+        ));
     }
     out.finish()
 }
@@ -358,11 +382,6 @@ fn import_file(
     summary.files += 1;
     if rows.is_empty() {
         summary.note(format!("{}: no query-gpu rows", path.display()));
-    } else if opts.hostname.is_none() && rows.iter().any(|r| r.hostname == hostname) {
-        summary.note(format!(
-            "host name from the file name where the rows have none (e.g. {hostname}); \
-             pass --hostname to set it"
-        ));
     }
     Ok(rows)
 }
@@ -494,6 +513,25 @@ timestamp, uuid, temperature.gpu, power.draw [W]
     }
 
     #[test]
+    fn blocks_end_at_blank_and_comment_lines() {
+        let text = "\
+# $ nvidia-smi --query-gpu=timestamp,uuid,temperature.gpu --format=csv
+timestamp, uuid, temperature.gpu
+2026/07/03 22:10:46.109, GPU-aaaaaaaa-0000-0000-0000-000000000001, 40
+
+# $ nvidia-smi --query-compute-apps=timestamp,gpu_uuid,pid --format=csv
+timestamp, gpu_uuid, pid
+2026/07/03 22:10:46.200, GPU-aaaaaaaa-0000-0000-0000-000000000001, 1234
+2026/07/03 22:10:46.200, GPU-aaaaaaaa-0000-0000-0000-000000000001, 1235, extra
+";
+        let (rows, s) = read(text, &Zone::Utc, None);
+        assert_eq!(rows.len(), 1, "{s}");
+        let reasons: Vec<&str> = s.skipped.keys().map(String::as_str).collect();
+        assert_eq!(reasons, [NOT_QUERY_GPU], "{s}");
+        assert_eq!(s.skipped[NOT_QUERY_GPU], 5, "{s}");
+    }
+
+    #[test]
     fn masked_uuids_are_derived_from_host_and_bus() {
         let text = "\
 timestamp, uuid, pci.bus_id, temperature.gpu
@@ -557,6 +595,9 @@ timestamp, uuid, pci.bus_id, temperature.gpu
             };
             let rows = read_rows(&text, &ctx, &mut s);
             assert_eq!(rows.len(), 2, "{}: {s}", path.display());
+            // Everything else in a capture is other output, not a malformed line.
+            let reasons: Vec<&str> = s.skipped.keys().map(String::as_str).collect();
+            assert_eq!(reasons, [NOT_QUERY_GPU], "{}: {s}", path.display());
             for (row, block) in rows.iter().zip(&blocks) {
                 assert_eq!(row.gpu_model.as_deref(), Some(block["name"].as_str()));
                 let t = block["timestamp"].replace('/', "-").replace(' ', "T");
