@@ -384,9 +384,13 @@ impl fmt::Display for ImportSummary {
     }
 }
 
-/// The dump being written and the summary of what went in.
+/// The dump being written and the summary of what went in. Rows are held until
+/// `finish` and written in time order (stable, so a file's own order is kept for equal
+/// times): files of different hosts or days arrive in any order, and the pipeline's
+/// watermark would otherwise refuse the earlier ones as too late for rollups.
 pub(crate) struct Output {
     writer: DumpWriter,
+    rows: Vec<Row>,
     pub summary: ImportSummary,
 }
 
@@ -398,6 +402,7 @@ impl Output {
         let writer = DumpWriter::create(path)?;
         Ok(Output {
             writer,
+            rows: Vec::new(),
             summary: ImportSummary {
                 out: path.display().to_string(),
                 partitions,
@@ -406,14 +411,8 @@ impl Output {
         })
     }
 
-    /// Writes one row as a dump record: key = GPU UUID, Kafka's partition for it.
-    pub(crate) fn write(&mut self, row: &Row) -> Result<()> {
-        let key = row.gpu_uuid.as_str();
-        let partition = kafka_partition(key.as_bytes(), self.summary.partitions);
-        let value = serde_json::to_vec(&row.to_json())?;
-        self.writer
-            .write(&DumpRecord::new(Some(key), partition, &value))
-            .with_context(|| format!("writing {}", self.summary.out))?;
+    /// Takes one row for the dump and counts it.
+    pub(crate) fn write(&mut self, row: Row) {
         let s = &mut self.summary;
         s.rows += 1;
         let entry = s
@@ -426,10 +425,21 @@ impl Output {
         }
         s.first = Some(s.first.map_or(row.time, |t| t.min(row.time)));
         s.last = Some(s.last.map_or(row.time, |t| t.max(row.time)));
-        Ok(())
+        self.rows.push(row);
     }
 
-    pub(crate) fn finish(self) -> Result<ImportSummary> {
+    /// Writes the rows in time order as dump records (key = GPU UUID, Kafka's
+    /// partition for it) and closes the dump.
+    pub(crate) fn finish(mut self) -> Result<ImportSummary> {
+        self.rows.sort_by_key(|r| r.time);
+        for row in &self.rows {
+            let key = row.gpu_uuid.as_str();
+            let partition = kafka_partition(key.as_bytes(), self.summary.partitions);
+            let value = serde_json::to_vec(&row.to_json())?;
+            self.writer
+                .write(&DumpRecord::new(Some(key), partition, &value))
+                .with_context(|| format!("writing {}", self.summary.out))?;
+        }
         self.writer
             .finish()
             .with_context(|| format!("finishing {}", self.summary.out))?;
@@ -549,6 +559,42 @@ mod tests {
             hostname_from_path(p),
             "windows-x86-64-nvidia-geforce-rtx-2080-super-591.86"
         );
+    }
+
+    #[test]
+    fn the_dump_is_keyed_by_uuid_partitioned_like_kafka_and_in_time_order() {
+        let path = std::env::temp_dir().join(format!(
+            "gpu-health-import-test-{}.jsonl.gz",
+            std::process::id()
+        ));
+        let mut out = Output::create(&path, 4).unwrap();
+        for (uuid, t) in [
+            ("GPU-b", "2026-07-03T20:10:47.000Z"),
+            ("GPU-a", "2026-07-03T20:10:46.000Z"),
+        ] {
+            let mut r = Row::new(parse_time(t, &Zone::Utc).unwrap());
+            r.gpu_uuid = uuid.into();
+            r.hostname = "h".into();
+            out.write(r);
+        }
+        let summary = out.finish().unwrap();
+        assert_eq!(summary.rows, 2);
+        let lines: Vec<String> = std::io::BufRead::lines(crate::dump::open_dump(&path).unwrap())
+            .map(Result::unwrap)
+            .collect();
+        std::fs::remove_file(&path).unwrap();
+        let recs: Vec<DumpRecord> = lines
+            .iter()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(recs[0].key.as_deref(), Some("GPU-a"));
+        assert_eq!(recs[1].key.as_deref(), Some("GPU-b"));
+        for r in &recs {
+            let key = r.key.as_deref().unwrap();
+            assert_eq!(r.partition, kafka_partition(key.as_bytes(), 4));
+            let v: Value = serde_json::from_str(r.value.as_deref().unwrap()).unwrap();
+            assert_eq!(v["gpu_uuid"], key);
+        }
     }
 
     #[test]

@@ -348,8 +348,8 @@ pub fn import_nvidia_smi(opts: &NvidiaSmiOptions) -> Result<ImportSummary> {
         if opts.hostname.is_none() && rows.iter().any(|r| r.hostname == file_host) {
             hosts_from_names.push(file_host);
         }
-        for row in &rows {
-            out.write(row)?;
+        for row in rows {
+            out.write(row);
         }
     }
     if let Some(example) = hosts_from_names.first() {
