@@ -25,8 +25,9 @@
 //!   `internal_events` (what happened, logged and counted once for the run report and
 //!   Prometheus), `metrics` (the scrape endpoint), `error` (boundary errors with a retry
 //!   class), `shutdown`, `progress` (positions shared by source, pipeline and sink).
-//! - Around the job: `config`, `generate` (synthetic fleets), `replay`, `dump`,
-//!   `report`, `summary`, `bench`.
+//! - Around the job: `config`, `generate` (synthetic fleets), `import` (nvidia-smi CSV,
+//!   dcgm-exporter text and mapped CSV logs -> topic dumps), `replay`, `dump`, `report`,
+//!   `summary`, `bench`.
 
 pub mod bench;
 pub mod config;
@@ -34,6 +35,7 @@ pub mod db;
 pub mod dump;
 pub mod error;
 pub mod generate;
+pub mod import;
 pub mod pipeline;
 pub mod replay;
 pub mod report;

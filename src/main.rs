@@ -58,6 +58,12 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Convert logs you already have (nvidia-smi CSV, dcgm-exporter text, any CSV) into a
+    /// topic dump that `GPU_HEALTH_SOURCE__PATH=OUT gpu-health run` reads.
+    Import {
+        #[command(subcommand)]
+        kind: ImportKind,
+    },
     /// Produce a topic dump into Kafka (keys and partitions kept), as fast as possible
     /// or at --rate messages per second; creates the topic when missing.
     Replay {
@@ -113,6 +119,66 @@ enum Command {
         /// Hours of fleet telemetry to generate (10 s samples).
         #[arg(long, default_value_t = 3.0)]
         hours: f64,
+    },
+}
+
+#[derive(Subcommand)]
+enum ImportKind {
+    /// `nvidia-smi --query-gpu=... --format=csv[,nounits][,noheader]` output, also inside
+    /// larger captures (other sections are skipped and counted).
+    NvidiaSmi {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Zone of nvidia-smi's local timestamps: IANA name (Europe/Berlin) or offset
+        /// (+02:00); default UTC.
+        #[arg(long)]
+        tz: Option<String>,
+        /// Host name when the output has no hostname column (default: from the file name).
+        #[arg(long)]
+        hostname: Option<String>,
+        /// The --query-gpu list the files were written with, for noheader output.
+        #[arg(long)]
+        query_gpu: Option<String>,
+        #[arg(long, default_value_t = 4)]
+        partitions: i32,
+        /// Output dump (.jsonl, .jsonl.gz or .jsonl.zst).
+        #[arg(short, long)]
+        out: PathBuf,
+    },
+    /// dcgm-exporter /metrics text: one scrape, or scrapes concatenated with timestamps.
+    Dcgm {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Time of samples without a timestamp, RFC 3339 (default: the file's mtime).
+        #[arg(long)]
+        at: Option<String>,
+        /// Host name when samples carry no Hostname label (default: from the file name).
+        #[arg(long)]
+        hostname: Option<String>,
+        #[arg(long, default_value_t = 4)]
+        partitions: i32,
+        #[arg(short, long)]
+        out: PathBuf,
+    },
+    /// Any CSV with a header, by a column map onto the gpu_metrics columns.
+    Csv {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// src=dst pairs, e.g. timestamp=time,gpu_index=device_index,power_W=power_usage.
+        #[arg(long)]
+        map: String,
+        #[arg(long)]
+        hostname: Option<String>,
+        /// GPU model for every row (when no column is mapped to gpu_model).
+        #[arg(long)]
+        model: Option<String>,
+        /// Zone of times without an offset (IANA name or +02:00); default UTC.
+        #[arg(long)]
+        tz: Option<String>,
+        #[arg(long, default_value_t = 4)]
+        partitions: i32,
+        #[arg(short, long)]
+        out: PathBuf,
     },
 }
 
@@ -287,6 +353,7 @@ fn main() -> Result<()> {
             );
             Ok(())
         }
+        Command::Import { kind } => import(kind),
         Command::Schema { action } => runtime.block_on(schema(action)),
         Command::Report {
             kind,
@@ -355,6 +422,71 @@ fn main() -> Result<()> {
             runtime.block_on(gpu_health::bench::db::run(&url, &opts))
         }
     }
+}
+
+fn import(kind: ImportKind) -> Result<()> {
+    use gpu_health::import;
+    let zone = |tz: Option<String>| tz.as_deref().map(import::Zone::parse).transpose();
+    let summary = match kind {
+        ImportKind::NvidiaSmi {
+            files,
+            tz,
+            hostname,
+            query_gpu,
+            partitions,
+            out,
+        } => import::import_nvidia_smi(&import::NvidiaSmiOptions {
+            files,
+            tz: zone(tz)?,
+            hostname,
+            query_gpu,
+            partitions,
+            out,
+        })?,
+        ImportKind::Dcgm {
+            files,
+            at,
+            hostname,
+            partitions,
+            out,
+        } => {
+            let at = at
+                .map(|a| {
+                    chrono::DateTime::parse_from_rfc3339(&a)
+                        .map(|t| t.with_timezone(&chrono::Utc))
+                        .with_context(|| {
+                            format!("--at {a:?}: expected RFC 3339, e.g. 2026-11-01T00:00:00Z")
+                        })
+                })
+                .transpose()?;
+            import::import_dcgm(&import::DcgmOptions {
+                files,
+                at,
+                hostname,
+                partitions,
+                out,
+            })?
+        }
+        ImportKind::Csv {
+            files,
+            map,
+            hostname,
+            model,
+            tz,
+            partitions,
+            out,
+        } => import::import_csv(&import::CsvOptions {
+            files,
+            map: import::parse_map(&map)?,
+            hostname,
+            model,
+            tz: zone(tz)?,
+            partitions,
+            out,
+        })?,
+    };
+    eprint!("{summary}");
+    Ok(())
 }
 
 async fn schema(action: SchemaAction) -> Result<()> {
