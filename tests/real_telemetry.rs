@@ -235,3 +235,83 @@ fn nanogpt_features_agree_with_the_raw_csv() {
         );
     }
 }
+
+/// The raw capture files through `import nvidia-smi`, each file on its own, then the
+/// pipeline: every GPU grades good or better on what it reported, and its day's peak
+/// temperature and power are the larger of the file's two query-gpu readings (found
+/// here by a naive line scan, apart from the importer).
+#[test]
+fn imported_captures_grade_good_or_better_and_keep_their_readings() {
+    use gpu_health::import::{NvidiaSmiOptions, import_nvidia_smi};
+    let Some(dir) = shared("real-telemetry/nvidia-smi-captures") else {
+        return;
+    };
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "txt"))
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 10);
+    for (i, file) in files.iter().enumerate() {
+        // Naive: a query-gpu header starts with `timestamp,`, its data line follows.
+        let text = std::fs::read_to_string(file).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        let mut readings: Vec<(f64, f64)> = Vec::new();
+        for w in lines.windows(2) {
+            if !w[0].starts_with("timestamp, driver_version") {
+                continue;
+            }
+            let head: Vec<&str> = w[0].split(", ").collect();
+            let vals: Vec<&str> = w[1].split(", ").collect();
+            let at = |name: &str| {
+                let i = head
+                    .iter()
+                    .position(|h| h.split(' ').next() == Some(name))
+                    .unwrap();
+                vals[i].split(' ').next().unwrap().parse::<f64>().unwrap()
+            };
+            readings.push((at("temperature.gpu"), at("power.draw")));
+        }
+        assert_eq!(readings.len(), 2, "{}: idle and load", file.display());
+        let out = std::env::temp_dir().join(format!(
+            "gpu-health-import-{}-{i}.jsonl",
+            std::process::id()
+        ));
+        import_nvidia_smi(&NvidiaSmiOptions {
+            files: vec![file.clone()],
+            tz: None,
+            hostname: None,
+            query_gpu: None,
+            partitions: 1,
+            out: out.clone(),
+        })
+        .unwrap();
+        let (report, dir) = run_dump(&out, &format!("import-{i}"), |cfg| {
+            cfg.health.min_data = Duration::from_secs(1);
+        });
+        let _ = std::fs::remove_file(&out);
+        assert_eq!(report.raw_rows, 2);
+        let rows = read_table(&dir.join("gpu_health_scores"));
+        assert_eq!(rows.len(), 1);
+        let r = &rows[0];
+        assert!(
+            HEALTHY.contains(&grade(r)),
+            "{}: {} {}",
+            file.display(),
+            grade(r),
+            r["degradation_factors"].s()
+        );
+        let max_t = readings.iter().map(|r| r.0).fold(f64::MIN, f64::max);
+        let max_w = readings.iter().map(|r| r.1).fold(f64::MIN, f64::max);
+        assert_eq!(r["gpu_temp_max"].f(), Some(max_t));
+        let p95 = r["power_p95"].f().unwrap();
+        assert!(p95 <= max_w && max_w < p95 + 2.0, "{p95} vs {max_w}");
+        // The capture carries its own power limit and maximum SM clock.
+        assert!(
+            r["limits_source"].s().contains("power=sample"),
+            "{}",
+            r["limits_source"].s()
+        );
+    }
+}

@@ -188,8 +188,8 @@ async fn fleet_counts_the_newest_day_by_grade() {
             "missing",
         ]
         .iter()
-            .position(|x| *x == g)
-            .unwrap()
+        .position(|x| *x == g)
+        .unwrap()
     };
     assert!(
         order.windows(2).all(|w| rank(w[0]) < rank(w[1])),
@@ -430,7 +430,10 @@ async fn missing_lists_the_silent_gpus_with_their_last_seen_time() {
         .run(&Query::Missing { limit: 50 })
         .await
         .unwrap();
-    let (u, l) = (t.column("gpu_uuid").unwrap(), t.column("last_seen").unwrap());
+    let (u, l) = (
+        t.column("gpu_uuid").unwrap(),
+        t.column("last_seen").unwrap(),
+    );
     let got: Vec<(i64, String)> = t
         .rows
         .iter()

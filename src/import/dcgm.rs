@@ -88,7 +88,8 @@ fn metric(name: &str) -> Option<(&'static str, Unit)> {
         "DCGM_FI_DEV_POWER_MGMT_LIMIT" => ("power_limit", Same),
         "DCGM_FI_DEV_SLOWDOWN_TEMP" => ("slowdown_temp", Same),
         "DCGM_FI_DEV_SHUTDOWN_TEMP" => ("shutdown_temp", Same),
-        "DCGM_FI_DEV_GPU_MAX_OP_TEMP" => ("gpu_max_op_temp", Same),
+        // Thermal margin to the T.Limit (field 153, tag `gpu_temp_tlimit`).
+        "DCGM_FI_DEV_GPU_TEMP_LIMIT" => ("gpu_temp_tlimit", Same),
         "DCGM_FI_DEV_MEM_MAX_OP_TEMP" => ("memory_max_op_temp", Same),
         "DCGM_FI_DEV_MAX_SM_CLOCK" => ("max_sm_clock_mhz", Same),
         "DCGM_FI_DEV_THERMAL_VIOLATION" => ("thermal_violation_ns", Same),

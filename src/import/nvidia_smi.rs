@@ -60,8 +60,6 @@ enum Field {
     ThermalUs,
     /// sw_power_cap counter in microseconds -> power_violation_ns.
     PowerUs,
-    /// Margin in C to the T.Limit: gpu_max_op_temp = temperature.gpu + this.
-    TLimitMargin,
 }
 
 /// The field map. Names and aliases: `nvidia-smi --help-query-gpu` (drivers 590-610,
@@ -77,7 +75,8 @@ fn field(name: &str) -> Option<Field> {
         "hostname" => Hostname,
         "temperature.gpu" => Number("gpu_temp"),
         "temperature.memory" => Number("memory_temp"),
-        "temperature.gpu.tlimit" => TLimitMargin,
+        // Headroom in C to the T.Limit (DCGM 153 `gpu_temp_tlimit`), kept as it is.
+        "temperature.gpu.tlimit" => Number("gpu_temp_tlimit"),
         "power.draw" => PowerDraw(0),
         "power.draw.average" | "gpu.power.draw.average" => PowerDraw(1),
         "power.draw.instant" | "gpu.power.draw.instant" => PowerDraw(2),
@@ -244,7 +243,6 @@ fn build_row(
     let mut power: Option<(u8, f64)> = None;
     let mut limit: Option<(u8, f64)> = None;
     let mut thermal_us: Option<f64> = None;
-    let mut tlimit_margin = None;
     for (f, raw) in map.iter().zip(fields) {
         let (Some(f), Some(v)) = (f, present(raw)) else {
             continue;
@@ -297,7 +295,6 @@ fn build_row(
                     row.set("power_violation_ns", Val::Num(n * 1000.0));
                 }
             }
-            Field::TLimitMargin => tlimit_margin = numeric(summary),
         }
     }
     if let Some((_, w)) = power {
@@ -308,9 +305,6 @@ fn build_row(
     }
     if let Some(us) = thermal_us {
         row.set("thermal_violation_ns", Val::Num(us * 1000.0));
-    }
-    if let (Some(t), Some(margin)) = (row.num("gpu_temp"), tlimit_margin) {
-        row.set("gpu_max_op_temp", Val::Num(t + margin));
     }
     row.hostname = hostname.unwrap_or_else(|| ctx.hostname.to_owned());
     row.gpu_uuid = match uuid.filter(|u| !is_masked_uuid(u)) {
@@ -617,7 +611,7 @@ timestamp, uuid, pci.bus_id, temperature.gpu
                 let temp = leading_number(&block["temperature.gpu"]);
                 assert_eq!(row.num("gpu_temp"), Some(temp));
                 if let Ok(margin) = block["temperature.gpu.tlimit"].parse::<f64>() {
-                    assert_eq!(row.num("gpu_max_op_temp"), Some(temp + margin));
+                    assert_eq!(row.num("gpu_temp_tlimit"), Some(margin));
                 }
                 assert_eq!(row.hostname, host);
                 uuids.insert(row.gpu_uuid.clone());
