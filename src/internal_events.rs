@@ -36,6 +36,8 @@ pub struct Tally {
     pub score_rows: u64,
     /// Rows of `gpu_failure_predictions` (scored days only).
     pub prediction_rows: u64,
+    /// Score rows by grade, over the whole run.
+    pub grades: BTreeMap<&'static str, u64>,
     /// Partition checkpoints stored with the data, and loaded from it.
     pub checkpoints_written: u64,
     pub partitions_restored: u64,
@@ -219,6 +221,8 @@ pub struct RowsEmitted {
     pub rollup_15m: u64,
     pub scores: u64,
     pub predictions: u64,
+    /// The grade of each score row.
+    pub grades: Vec<&'static str>,
 }
 
 impl InternalEvent for RowsEmitted {
@@ -227,6 +231,9 @@ impl InternalEvent for RowsEmitted {
         t.rollup_15m_rows += self.rollup_15m;
         t.score_rows += self.scores;
         t.prediction_rows += self.predictions;
+        for g in self.grades {
+            *t.grades.entry(g).or_default() += 1;
+        }
     }
 }
 

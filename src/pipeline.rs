@@ -557,6 +557,7 @@ impl Pipeline {
             rollup_15m: rows(&emission.finals_15m),
             scores: scored.len() as u64,
             predictions: scored.iter().filter(|s| s.score.is_scored()).count() as u64,
+            grades: scored.iter().map(|s| s.score.grade).collect(),
         });
         let size = self.engine.state_size();
         let watermark_delay = emission.watermark.time_us().and_then(|w| {

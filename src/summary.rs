@@ -131,7 +131,12 @@ pub fn render(r: &RunReport, output: &str, worst: usize) -> String {
             )
         })
         .collect();
-    let _ = writeln!(o, "  {}", counts.join(" | "));
+    let _ = writeln!(o, "latest day of each GPU:\n  {}", counts.join(" | "));
+    let all: Vec<String> = grades
+        .iter()
+        .map(|g| format!("{g} {}", r.grades.get(g).copied().unwrap_or(0)))
+        .collect();
+    let _ = writeln!(o, "all GPU-days of the run:\n  {}", all.join(" | "));
     let mut by_score: Vec<_> = r.latest.iter().filter(|d| d.score.is_scored()).collect();
     by_score.sort_by(|a, b| {
         let o = |d: &&ScoredDay| d.score.overall.unwrap_or(f64::INFINITY);

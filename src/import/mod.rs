@@ -179,6 +179,7 @@ impl Row {
         metric_position(column).and_then(|i| self.metrics[i])
     }
 
+    #[cfg(test)]
     pub(crate) fn num(&self, column: &str) -> Option<f64> {
         match self.get(column) {
             Some(Val::Num(n)) => Some(n),
