@@ -31,13 +31,15 @@ const WIDTH: u32 = 1100;
 const HEIGHT: u32 = 360;
 
 /// Grades best to worst, with the colours the page uses for them.
-const GRADE_COLOURS: [(&str, RGBColor); 6] = [
+const GRADE_COLOURS: [(&str, RGBColor); 8] = [
     ("excellent", RGBColor(26, 152, 80)),
     ("good", RGBColor(145, 207, 96)),
     ("fair", RGBColor(230, 200, 60)),
     ("degraded", RGBColor(252, 141, 89)),
     ("poor", RGBColor(215, 48, 39)),
     ("critical", RGBColor(120, 0, 40)),
+    ("insufficient_data", RGBColor(170, 170, 170)),
+    ("missing", RGBColor(90, 90, 90)),
 ];
 
 /// Renders the page from the store.
