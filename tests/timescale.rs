@@ -175,9 +175,33 @@ async fn fixture_backfill_equals_sql_over_raw_rows_and_replays_idempotently() {
         scalar_i64(&c, "SELECT count(*) FROM gpu_health_scores").await,
         48
     );
-    // A failure prediction beside every score, with shares of log HR that sum to 1.
+    // Score rows are the GPU-days with raw rows plus `missing` days (SQL over the raw
+    // rows, apart from the health stage).
+    let not_matching_raw = scalar_i64(&c, "
+        SELECT count(*) FROM (SELECT DISTINCT gpu_uuid, time_bucket('1 day', time) AS day FROM gpu_metrics) r
+          FULL JOIN (SELECT gpu_uuid, time AS day FROM gpu_health_scores WHERE grade <> 'missing') s
+            USING (gpu_uuid, day)
+         WHERE r.gpu_uuid IS NULL OR s.gpu_uuid IS NULL").await;
+    assert_eq!(
+        not_matching_raw, 0,
+        "graded days that are not the GPU-days with data"
+    );
+    let missing_with_data = scalar_i64(
+        &c,
+        "
+        SELECT count(*) FROM gpu_health_scores s
+         WHERE grade = 'missing'
+           AND (last_seen IS NULL OR overall_score IS NOT NULL
+                OR EXISTS (SELECT 1 FROM gpu_metrics m WHERE m.gpu_uuid = s.gpu_uuid
+                              AND m.time >= s.time AND m.time < s.time + interval '1 day'))",
+    )
+    .await;
+    assert_eq!(missing_with_data, 0);
+    // A failure prediction beside every graded score (none for `missing` or
+    // `insufficient_data`), with shares of log HR that sum to 1.
     let unmatched = scalar_i64(&c, "
-        SELECT count(*) FROM gpu_health_scores s FULL JOIN gpu_failure_predictions p USING (time, gpu_uuid)
+        SELECT count(*) FROM (SELECT * FROM gpu_health_scores WHERE overall_score IS NOT NULL) s
+          FULL JOIN gpu_failure_predictions p USING (time, gpu_uuid)
          WHERE s.gpu_uuid IS NULL OR p.gpu_uuid IS NULL
             OR p.model_name <> 'gpu-health-ph' OR NOT (p.p_fail_7d < p.p_fail_30d AND p.p_fail_30d < p.p_fail_90d)
             OR jsonb_typeof(p.feature_importance) <> 'object'

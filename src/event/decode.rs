@@ -1045,6 +1045,37 @@ mod tests {
     }
 
     #[test]
+    fn the_gpus_own_limits_decode_in_both_shapes() {
+        // DESIGN 2.1: power limit, slowdown/shutdown, memory max, T.Limit headroom under
+        // `metrics.health`, the maximum SM clock under `gpu`, exhausted banks under
+        // `metrics.memory`; the flat row names the columns.
+        let nested = sample(
+            r#"{"timestamp":"2026-02-11T10:30:00Z","gpu":{"gpu_uuid":"GPU-3f2a0000-1111",
+                "max_sm_clock_mhz":1980},"host":{"hostname":"h1"},
+                "metrics":{"health":{"power_limit_w":700.0,"slowdown_temp_c":89,
+                "shutdown_temp_c":92,"memory_max_op_temp_c":95,"gpu_temp_tlimit_c":-3},
+                "memory":{"remap_banks_exhausted":1}}}"#,
+        );
+        let flat = sample(
+            r#"{"time":1770805800000,"gpu_uuid":"GPU-3f2a0000-1111","hostname":"h1",
+                "power_limit":700.0,"slowdown_temp":89,"shutdown_temp":92,
+                "memory_max_op_temp":95,"gpu_temp_tlimit":-3,"max_sm_clock_mhz":1980,
+                "remap_banks_exhausted":1}"#,
+        );
+        for s in [&nested, &flat] {
+            let v = |name: &str| s.values[metric_index(name)];
+            assert_eq!(v("power_limit"), Some(700.0));
+            assert_eq!(v("slowdown_temp"), Some(89.0));
+            assert_eq!(v("shutdown_temp"), Some(92.0));
+            assert_eq!(v("memory_max_op_temp"), Some(95.0));
+            assert_eq!(v("gpu_temp_tlimit"), Some(-3.0));
+            assert_eq!(v("max_sm_clock_mhz"), Some(1980.0));
+            assert_eq!(v("remap_banks_exhausted"), Some(1.0));
+            assert!(s.errors.is_empty());
+        }
+    }
+
+    #[test]
     fn flat_row_with_epoch_millis_decodes_without_unit_scaling() {
         let s = sample(
             r#"{"time":1770805800000,"gpu_uuid":"GPU-3f2a0000-1111","hostname":"h1",

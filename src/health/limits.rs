@@ -223,6 +223,28 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_table_is_this_table() {
+        // docs/health-model.md section 6 lists every row with its numbers.
+        let doc = include_str!("../../docs/health-model.md");
+        let fmt = |v: Option<f64>| v.map_or("-".to_owned(), |x| x.to_string());
+        for r in TABLE {
+            let line = doc
+                .lines()
+                .find(|l| l.starts_with(&format!("| {} |", r.name)))
+                .unwrap_or_else(|| panic!("docs/health-model.md lacks the row {}", r.name));
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            assert_eq!(cells[2], fmt(r.power_w), "{}: power", r.name);
+            assert_eq!(cells[3], fmt(r.max_sm_clock_mhz), "{}: clock", r.name);
+            if let Some(t) = r.slowdown_c {
+                assert_eq!(cells[4], t.to_string(), "{}: slowdown", r.name);
+            }
+            if let Some(t) = r.memory_max_c {
+                assert_eq!(cells[5], t.to_string(), "{}: memory", r.name);
+            }
+        }
+    }
+
+    #[test]
     fn every_row_cites_a_source_and_is_reachable() {
         for (i, r) in TABLE.iter().enumerate() {
             assert!(!r.source.is_empty(), "{} has no source", r.name);
