@@ -337,10 +337,7 @@ pub fn import_dcgm(opts: &DcgmOptions) -> Result<ImportSummary> {
                 path.display()
             ));
         }
-        for row in rows {
-            out.write(row);
-        }
-        out.summary.files += 1;
+        out.add_file(rows);
     }
     out.finish()
 }

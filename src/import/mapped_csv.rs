@@ -182,10 +182,7 @@ pub fn import_csv(opts: &CsvOptions) -> Result<ImportSummary> {
         let text = super::read_text(path)?;
         let rows = read_rows(&text, opts, &zone, &mut out.summary)
             .with_context(|| format!("importing {}", path.display()))?;
-        for row in rows {
-            out.write(row);
-        }
-        out.summary.files += 1;
+        out.add_file(rows);
     }
     out.finish()
 }

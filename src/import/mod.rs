@@ -413,7 +413,7 @@ impl Output {
     }
 
     /// Takes one row for the dump and counts it.
-    pub(crate) fn write(&mut self, row: Row) {
+    fn write(&mut self, row: Row) {
         let s = &mut self.summary;
         s.rows += 1;
         let entry = s
@@ -427,6 +427,14 @@ impl Output {
         s.first = Some(s.first.map_or(row.time, |t| t.min(row.time)));
         s.last = Some(s.last.map_or(row.time, |t| t.max(row.time)));
         self.rows.push(row);
+    }
+
+    /// Takes one file's rows and counts the file.
+    pub(crate) fn add_file(&mut self, rows: Vec<Row>) {
+        for row in rows {
+            self.write(row);
+        }
+        self.summary.files += 1;
     }
 
     /// Writes the rows in time order as dump records (key = GPU UUID, Kafka's

@@ -342,9 +342,7 @@ pub fn import_nvidia_smi(opts: &NvidiaSmiOptions) -> Result<ImportSummary> {
         if opts.hostname.is_none() && rows.iter().any(|r| r.hostname == file_host) {
             hosts_from_names.push(file_host);
         }
-        for row in rows {
-            out.write(row);
-        }
+        out.add_file(rows);
     }
     if let Some(example) = hosts_from_names.first() {
         out.summary.note(format!(
@@ -373,7 +371,6 @@ fn import_file(
         query_gpu: opts.query_gpu.as_deref(),
     };
     let rows = read_rows(&text, &ctx, summary);
-    summary.files += 1;
     if rows.is_empty() {
         summary.note(format!("{}: no query-gpu rows", path.display()));
     }
